@@ -1,0 +1,140 @@
+"""The ``MCPServer`` custom resource: a Model Context Protocol server agents call tools on.
+
+Exactly one of three shapes:
+
+* ``url`` — a remote server the runtime reaches over streamable HTTP;
+* ``hosted`` — the operator runs the server's image as a Deployment + Service (a stdio-only
+  server is bridged to streamable HTTP);
+* ``stdio`` — the runtime starts the server as a subprocess of its own (local development,
+  or tools packaged into the runtime image).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from agentfleet_crds.v1alpha1.agent import ResourceRequirements
+from agentfleet_crds.v1alpha1.common import (
+    AGE_COLUMN,
+    READY_COLUMN,
+    REASON_COLUMN,
+    CamelModel,
+    PrinterColumn,
+    Resource,
+    ResourceStatus,
+    SecretKeyRef,
+)
+
+
+class MCPTransport(StrEnum):
+    STREAMABLE_HTTP = "streamable-http"
+    STDIO = "stdio"
+
+
+EnvName = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class EnvVar(CamelModel):
+    """An environment variable: a literal value or a secret key, not both."""
+
+    name: EnvName
+    value: str | None = None
+    secret_key_ref: SecretKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVar:
+        if (self.value is None) == (self.secret_key_ref is None):
+            raise ValueError("exactly one of value or secretKeyRef must be set")
+        return self
+
+
+class HeaderFromSecret(CamelModel):
+    """An HTTP header sent to a remote server, its value read from a Secret."""
+
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9-]+$")]
+    secret_key_ref: SecretKeyRef
+
+
+class StdioSpec(CamelModel):
+    """A server the runtime starts as a subprocess speaking MCP over stdin/stdout."""
+
+    command: Annotated[str, Field(min_length=1, max_length=1024)]
+    args: list[str] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list)
+
+
+class HostedSpec(CamelModel):
+    """A server the operator runs as a Deployment + Service."""
+
+    image: Annotated[str, Field(min_length=1, max_length=512)]
+    transport: MCPTransport = Field(
+        default=MCPTransport.STREAMABLE_HTTP,
+        description="What the image speaks; stdio servers are bridged to streamable HTTP.",
+    )
+    command: list[str] = Field(default_factory=list)
+    args: list[str] = Field(default_factory=list)
+    port: Annotated[int, Field(default=8080, ge=1, le=65535)]
+    path: Annotated[str, Field(default="/mcp", pattern=r"^/")]
+    replicas: Annotated[int, Field(default=1, ge=0, le=100)]
+    env: list[EnvVar] = Field(default_factory=list)
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+
+
+class MCPTimeouts(CamelModel):
+    connect_seconds: Annotated[float, Field(default=10.0, gt=0, le=300)]
+    call_seconds: Annotated[float, Field(default=60.0, gt=0, le=3600)]
+    discovery_seconds: Annotated[
+        float,
+        Field(default=10.0, gt=0, le=300, description="Bound on listing the server's tools."),
+    ]
+
+
+class MCPServerSpec(CamelModel):
+    description: Annotated[str, Field(default="", max_length=1024)]
+    url: Annotated[
+        str | None,
+        Field(default=None, pattern=r"^https?://", max_length=2048, description="A remote server."),
+    ]
+    headers: list[HeaderFromSecret] = Field(
+        default_factory=list, description="Headers for a remote server, from Secrets."
+    )
+    hosted: HostedSpec | None = None
+    stdio: StdioSpec | None = None
+    timeouts: MCPTimeouts = Field(default_factory=MCPTimeouts)
+
+    @model_validator(mode="after")
+    def _exactly_one_shape(self) -> MCPServerSpec:
+        shapes = [s for s in ("url", "hosted", "stdio") if getattr(self, s) is not None]
+        if len(shapes) != 1:
+            raise ValueError("exactly one of url, hosted or stdio must be set")
+        return self
+
+
+class MCPServerStatus(ResourceStatus):
+    url: str | None = Field(default=None, description="The address agents use.")
+    tools: list[str] = Field(default_factory=list)
+
+
+class MCPServer(Resource):
+    KIND: ClassVar[str] = "MCPServer"
+    PLURAL: ClassVar[str] = "mcpservers"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("mcp",)
+    PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
+        PrinterColumn(name="URL", type="string", json_path=".status.url"),
+        READY_COLUMN,
+        REASON_COLUMN,
+        AGE_COLUMN,
+    )
+    SPEC_CEL_RULES: ClassVar[tuple[dict[str, str], ...]] = (
+        {
+            "rule": "[has(self.url), has(self.hosted), has(self.stdio)].filter(x, x).size() == 1",
+            "message": "exactly one of url, hosted or stdio must be set",
+        },
+    )
+
+    kind: Literal["MCPServer"] = "MCPServer"
+    spec: MCPServerSpec
+    status: MCPServerStatus | None = None

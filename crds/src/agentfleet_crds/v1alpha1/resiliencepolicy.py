@@ -1,0 +1,169 @@
+"""The ``ResiliencePolicy`` custom resource: retries, timeouts, breakers, rate limits,
+retry budgets and fallbacks per *service category*.
+
+The runtime applies one pipeline per dependency built from these options; the operator
+also renders the ``meshRetries`` part into Istio/Linkerd objects (never both a mesh retry
+and an in-process retry for the same hop: see docs/resilience.md).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from agentfleet_crds.v1alpha1.common import (
+    AGE_COLUMN,
+    READY_COLUMN,
+    CamelModel,
+    PrinterColumn,
+    Resource,
+    ResourceStatus,
+)
+
+
+class ServiceCategory(StrEnum):
+    LLM = "llm"
+    DATABASE = "database"
+    HTTP = "http"
+    STORAGE = "storage"
+    QUEUE = "queue"
+
+
+class ErrorClass(StrEnum):
+    """The retryable classes of the runtime's error hierarchy."""
+
+    RATE_LIMITED = "rateLimited"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    OVERLOADED = "overloaded"
+    SERVER_ERROR = "serverError"
+
+
+class RetryOptions(CamelModel):
+    enabled: bool = True
+    max_attempts: Annotated[int, Field(default=3, ge=1, le=10, description="Including the first.")]
+    base_delay_seconds: Annotated[float, Field(default=0.5, ge=0, le=60)]
+    multiplier: Annotated[float, Field(default=2.0, ge=1, le=10)]
+    max_delay_seconds: Annotated[float, Field(default=30.0, ge=0, le=600)]
+    jitter: Literal["full", "equal", "none"] = "full"
+    retry_on: list[ErrorClass] = Field(
+        default_factory=lambda: [
+            ErrorClass.RATE_LIMITED,
+            ErrorClass.TIMEOUT,
+            ErrorClass.CONNECTION,
+            ErrorClass.OVERLOADED,
+            ErrorClass.SERVER_ERROR,
+        ]
+    )
+    timeout_multiplier: Annotated[
+        float,
+        Field(
+            default=1.5,
+            ge=1,
+            le=10,
+            description="Each retry after a timeout gets this much longer.",
+        ),
+    ]
+
+
+class CircuitBreakerOptions(CamelModel):
+    enabled: bool = True
+    failure_threshold: Annotated[int, Field(default=5, ge=1, le=1000)]
+    recovery_timeout_seconds: Annotated[float, Field(default=30.0, ge=1, le=3600)]
+    half_open_max_calls: Annotated[int, Field(default=1, ge=1, le=100)]
+
+
+class RateLimitOptions(CamelModel):
+    requests_per_minute: Annotated[int | None, Field(default=None, ge=1)]
+    tokens_per_minute: Annotated[int | None, Field(default=None, ge=1)]
+
+
+class RetryBudgetOptions(CamelModel):
+    """Retries may be at most ``ratio`` of recent calls (plus a floor), per dependency."""
+
+    enabled: bool = True
+    ratio: Annotated[float, Field(default=0.2, ge=0, le=1)]
+    min_retries_per_second: Annotated[float, Field(default=1.0, ge=0)]
+    window_seconds: Annotated[float, Field(default=10.0, gt=0, le=3600)]
+
+
+class BulkheadOptions(CamelModel):
+    max_concurrent: Annotated[int, Field(default=32, ge=1, le=100_000)]
+    max_wait_seconds: Annotated[float, Field(default=5.0, ge=0, le=600)]
+
+
+class CategoryPolicy(CamelModel):
+    """The resilience options for one service category."""
+
+    timeout_seconds: Annotated[float, Field(default=30.0, gt=0, le=3600)]
+    retry: RetryOptions = Field(default_factory=RetryOptions)
+    circuit_breaker: CircuitBreakerOptions = Field(default_factory=CircuitBreakerOptions)
+    rate_limit: RateLimitOptions = Field(default_factory=RateLimitOptions)
+    retry_budget: RetryBudgetOptions = Field(default_factory=RetryBudgetOptions)
+    bulkhead: BulkheadOptions = Field(default_factory=BulkheadOptions)
+    fallback_enabled: bool = True
+
+
+class MeshRetryMode(StrEnum):
+    """Where a hop is retried. ``inProcess``: the runtime retries, the mesh must not.
+    ``mesh``: the mesh retries (idempotent, non-streaming routes only) and the runtime does
+    not. Never both: retries multiply."""
+
+    IN_PROCESS = "inProcess"
+    MESH = "mesh"
+
+
+class MeshOptions(CamelModel):
+    retries: MeshRetryMode = MeshRetryMode.IN_PROCESS
+    attempts: Annotated[int, Field(default=2, ge=1, le=10)]
+    per_try_timeout_seconds: Annotated[float, Field(default=10.0, gt=0, le=600)]
+    retry_on: Annotated[str, Field(default="5xx,reset,connect-failure", max_length=256)]
+    consecutive_errors: Annotated[
+        int, Field(default=5, ge=1, le=1000, description="Outlier detection: ejection threshold.")
+    ]
+    base_ejection_seconds: Annotated[float, Field(default=30.0, ge=1, le=3600)]
+
+
+class ResiliencePolicySpec(CamelModel):
+    llm: CategoryPolicy = Field(
+        default_factory=lambda: CategoryPolicy(
+            timeout_seconds=120.0, retry=RetryOptions(base_delay_seconds=1.0)
+        )
+    )
+    database: CategoryPolicy = Field(
+        default_factory=lambda: CategoryPolicy(
+            timeout_seconds=2.0, retry=RetryOptions(base_delay_seconds=0.05, max_delay_seconds=1.0)
+        )
+    )
+    http: CategoryPolicy = Field(default_factory=CategoryPolicy)
+    storage: CategoryPolicy = Field(default_factory=CategoryPolicy)
+    queue: CategoryPolicy = Field(default_factory=CategoryPolicy)
+    mesh: MeshOptions = Field(default_factory=MeshOptions)
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> ResiliencePolicySpec:
+        for category in ServiceCategory:
+            retry = getattr(self, category.value).retry
+            if retry.base_delay_seconds > retry.max_delay_seconds:
+                raise ValueError(
+                    f"{category.value}.retry.baseDelaySeconds must be <= maxDelaySeconds"
+                )
+        return self
+
+
+class ResiliencePolicy(Resource):
+    KIND: ClassVar[str] = "ResiliencePolicy"
+    PLURAL: ClassVar[str] = "resiliencepolicies"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("rp", "respol")
+    PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
+        PrinterColumn(name="LLM-Attempts", type="integer", json_path=".spec.llm.retry.maxAttempts"),
+        PrinterColumn(name="Mesh-Retries", type="string", json_path=".spec.mesh.retries"),
+        READY_COLUMN,
+        AGE_COLUMN,
+    )
+
+    kind: Literal["ResiliencePolicy"] = "ResiliencePolicy"
+    spec: ResiliencePolicySpec = Field(default_factory=ResiliencePolicySpec)
+    status: ResourceStatus | None = None

@@ -1,0 +1,201 @@
+"""The one exception hierarchy of the runtime.
+
+Every error says, once, whether retrying can help, and what HTTP status and RFC 9457
+problem ``type`` it maps to. Third-party exceptions (SDKs, drivers, MCP) are translated at
+the adapter boundary with ``raise XError(...) from exc``; nothing else catches them.
+
+::
+
+    AgentfleetError                      500 internal
+    ├── NotFoundError                    404 not-found
+    ├── ConflictError                    409 conflict
+    │   └── ReadOnlyError                409 read-only
+    ├── InvalidRequestError              422 invalid-request
+    ├── TurnError                        422 turn-failed      (the agent could not finish)
+    │   └── StepLimitExceededError       422 step-limit-exceeded
+    └── DependencyError                  502 dependency-failed (an external call failed)
+        ├── RetryableDependencyError     ...                   retryable = True
+        │   ├── RateLimitedError         503 rate-limited      (retry_after honoured)
+        │   ├── DependencyTimeoutError   504 dependency-timeout
+        │   ├── DependencyConnectionError 502 dependency-unreachable
+        │   ├── OverloadedError          503 dependency-overloaded
+        │   └── UpstreamServerError      502 dependency-server-error
+        └── (non-retryable)
+            ├── DependencyAuthError      502 dependency-auth    (never retried)
+            ├── UpstreamBadRequestError  502 dependency-rejected-request
+            ├── QuotaExceededError       502 dependency-quota-exceeded
+            ├── DependencyNotFoundError  502 dependency-not-found
+            └── DeprecatedError          502 dependency-deprecated
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PROBLEM_BASE = "https://agentfleet.dev/problems/"
+
+
+class AgentfleetError(Exception):
+    """Base of every error the runtime raises on purpose."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal"
+    title: ClassVar[str] = "Internal error"
+    retryable: ClassVar[bool] = False
+    #: The resilience layer's name for this error (``ErrorClass`` in the ResiliencePolicy).
+    error_class: ClassVar[str | None] = None
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+    @classmethod
+    def problem_type(cls) -> str:
+        return PROBLEM_BASE + cls.slug
+
+
+class NotFoundError(AgentfleetError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class ConflictError(AgentfleetError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class ReadOnlyError(ConflictError):
+    slug = "read-only"
+    title = "Read-only resource"
+
+
+class InvalidRequestError(AgentfleetError):
+    status = 422
+    slug = "invalid-request"
+    title = "Invalid request"
+
+
+class TurnError(AgentfleetError):
+    status = 422
+    slug = "turn-failed"
+    title = "The agent could not complete the turn"
+
+
+class StepLimitExceededError(TurnError):
+    slug = "step-limit-exceeded"
+    title = "Step limit exceeded"
+
+
+class DependencyError(AgentfleetError):
+    """An external call failed. ``dependency`` names it (``llm:openai``, ``mcp:demo``...)."""
+
+    status = 502
+    slug = "dependency-failed"
+    title = "A dependency failed"
+
+    def __init__(self, detail: str, *, dependency: str = "unknown", **extensions: Any) -> None:
+        super().__init__(detail, dependency=dependency, **extensions)
+        self.dependency = dependency
+
+
+class RetryableDependencyError(DependencyError):
+    retryable = True
+
+
+class RateLimitedError(RetryableDependencyError):
+    status = 503
+    slug = "rate-limited"
+    title = "A dependency is rate limiting us"
+    error_class = "rateLimited"
+
+    def __init__(
+        self, detail: str, *, dependency: str = "unknown", retry_after: float | None = None
+    ) -> None:
+        super().__init__(detail, dependency=dependency, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class DependencyTimeoutError(RetryableDependencyError):
+    status = 504
+    slug = "dependency-timeout"
+    title = "A dependency timed out"
+    error_class = "timeout"
+
+
+class DependencyConnectionError(RetryableDependencyError):
+    slug = "dependency-unreachable"
+    title = "A dependency is unreachable"
+    error_class = "connection"
+
+
+class OverloadedError(RetryableDependencyError):
+    status = 503
+    slug = "dependency-overloaded"
+    title = "A dependency is overloaded"
+    error_class = "overloaded"
+
+
+class UpstreamServerError(RetryableDependencyError):
+    slug = "dependency-server-error"
+    title = "A dependency returned a server error"
+    error_class = "serverError"
+
+
+class DependencyAuthError(DependencyError):
+    slug = "dependency-auth"
+    title = "A dependency rejected our credentials"
+
+
+class UpstreamBadRequestError(DependencyError):
+    slug = "dependency-rejected-request"
+    title = "A dependency rejected the request"
+
+
+class QuotaExceededError(DependencyError):
+    slug = "dependency-quota-exceeded"
+    title = "A dependency's quota is exhausted"
+
+
+class DependencyNotFoundError(DependencyError):
+    slug = "dependency-not-found"
+    title = "A dependency does not know the requested resource"
+
+
+class DeprecatedError(DependencyError):
+    slug = "dependency-deprecated"
+    title = "A dependency has been deprecated or removed"
+
+
+def status_error(
+    status: int, detail: str, *, dependency: str, retry_after: float | None = None
+) -> DependencyError:
+    """The error for an HTTP status a dependency answered with (adapters use this so every
+    HTTP-speaking dependency classifies statuses the same way)."""
+    if status == 429:
+        return RateLimitedError(detail, dependency=dependency, retry_after=retry_after)
+    if status in (401, 403):
+        return DependencyAuthError(detail, dependency=dependency)
+    if status == 404:
+        return DependencyNotFoundError(detail, dependency=dependency)
+    if status == 410:
+        return DeprecatedError(detail, dependency=dependency)
+    if status in (408, 504):
+        return DependencyTimeoutError(detail, dependency=dependency)
+    if status in (503, 529):
+        return OverloadedError(detail, dependency=dependency)
+    if status >= 500:
+        return UpstreamServerError(detail, dependency=dependency)
+    return UpstreamBadRequestError(detail, dependency=dependency)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds form; HTTP dates give None)."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
