@@ -9,8 +9,8 @@ from typing import Annotated
 from pydantic import Field
 
 from agentfleet_crds.v1alpha1.agent import AgentSpec
-from agentfleet_crds.v1alpha1.common import CamelModel
-from agentfleet_crds.v1alpha1.mcpserver import MCPTimeouts, MCPTransport
+from agentfleet_crds.v1alpha1.common import CamelModel, SecretKeyRef
+from agentfleet_crds.v1alpha1.mcpserver import MCPServer, MCPTimeouts, MCPTransport
 from agentfleet_crds.v1alpha1.resiliencepolicy import ResiliencePolicySpec
 
 #: Where the operator mounts Kubernetes Secrets in runtime pods: ``<dir>/<secret>/<key>``.
@@ -28,6 +28,8 @@ class ResolvedMCPServer(CamelModel):
     command: str | None = None
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    #: env var name → file holding its value (a mounted Secret key).
+    env_files: dict[str, str] = Field(default_factory=dict)
     #: header name → file holding its value (a mounted Secret key); never the value itself.
     header_files: dict[str, str] = Field(default_factory=dict)
     timeouts: MCPTimeouts = Field(default_factory=MCPTimeouts)
@@ -48,3 +50,76 @@ class RuntimeConfig(CamelModel):
     """The whole file the runtime loads at start-up."""
 
     agents: list[AgentConfig] = Field(default_factory=list)
+
+
+def secret_file(secrets_dir: str, ref: SecretKeyRef) -> str:
+    """Where a Secret key is mounted in a runtime pod."""
+    return f"{secrets_dir.rstrip('/')}/{ref.name}/{ref.key}"
+
+
+def hosted_mcp_url(server: MCPServer) -> str:
+    """The in-cluster URL of an MCPServer the operator hosts."""
+    assert server.spec.hosted is not None
+    hosted = server.spec.hosted
+    namespace = server.metadata.namespace
+    return (
+        f"http://{server.metadata.name}-mcp.{namespace}.svc.cluster.local:{hosted.port}"
+        f"{hosted.path}"
+    )
+
+
+class UnresolvableError(ValueError):
+    """An MCPServer that cannot be reached in this environment (e.g. ``hosted`` without a
+    cluster)."""
+
+
+def resolve_mcp_server(
+    server: MCPServer,
+    *,
+    secrets_dir: str = SECRETS_MOUNT_DIR,
+    allowed_tools: list[str] | None = None,
+    in_cluster: bool = True,
+) -> ResolvedMCPServer:
+    """How the runtime reaches ``server``. Secret values are never copied: headers and env
+    from Secrets are referenced by the file their key is mounted at."""
+    spec = server.spec
+    name = server.metadata.name
+    if spec.url is not None:
+        return ResolvedMCPServer(
+            name=name,
+            transport=MCPTransport.STREAMABLE_HTTP,
+            url=spec.url,
+            header_files={h.name: secret_file(secrets_dir, h.secret_key_ref) for h in spec.headers},
+            timeouts=spec.timeouts,
+            allowed_tools=allowed_tools,
+        )
+    if spec.hosted is not None:
+        if not in_cluster:
+            raise UnresolvableError(
+                f"MCPServer {name!r} is hosted (spec.hosted): only the operator can run it; "
+                "locally, give it a url or a stdio command instead"
+            )
+        return ResolvedMCPServer(
+            name=name,
+            transport=MCPTransport.STREAMABLE_HTTP,
+            url=hosted_mcp_url(server),
+            timeouts=spec.timeouts,
+            allowed_tools=allowed_tools,
+        )
+    assert spec.stdio is not None
+    env = {e.name: e.value for e in spec.stdio.env if e.value is not None}
+    env_files = {
+        e.name: secret_file(secrets_dir, e.secret_key_ref)
+        for e in spec.stdio.env
+        if e.secret_key_ref is not None
+    }
+    return ResolvedMCPServer(
+        name=name,
+        transport=MCPTransport.STDIO,
+        command=spec.stdio.command,
+        args=list(spec.stdio.args),
+        env=env,
+        env_files=env_files,
+        timeouts=spec.timeouts,
+        allowed_tools=allowed_tools,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from agentfleet_crds.v1alpha1.common import (
     AGE_COLUMN,
@@ -18,6 +18,7 @@ from agentfleet_crds.v1alpha1.common import (
     Resource,
     ResourceStatus,
     SecretKeyRef,
+    cel_rules,
 )
 
 
@@ -58,8 +59,18 @@ class ModelSpec(CamelModel):
         default=None,
         description="Secret key holding the API key. Never put a key in the spec itself.",
     )
-    max_tokens: Annotated[int, Field(default=1024, ge=1, le=200_000)]
-    temperature: Annotated[float | None, Field(default=None, ge=0.0, le=2.0)]
+    max_tokens: Annotated[
+        int, Field(default=1024, ge=1, le=200_000, description="Most tokens in one reply.")
+    ]
+    temperature: Annotated[
+        float | None,
+        Field(
+            default=None,
+            ge=0.0,
+            le=2.0,
+            description="Sampling temperature; the model's own default if unset.",
+        ),
+    ]
     timeout_seconds: Annotated[
         float, Field(default=60.0, gt=0, le=3600, description="Per-request timeout.")
     ]
@@ -76,24 +87,53 @@ class AgentToolRef(CamelModel):
 
 
 class ResourceList(CamelModel):
-    cpu: Annotated[str | None, Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?m?$")]
+    """CPU and memory quantities, e.g. ``cpu: 250m``, ``memory: 512Mi``."""
+
+    cpu: Annotated[
+        str | None,
+        Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?m?$", description="CPU, e.g. 500m or 2."),
+    ]
     memory: Annotated[
-        str | None, Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+        str | None,
+        Field(
+            default=None,
+            pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
+            description="Memory, e.g. 256Mi or 1Gi.",
+        ),
     ]
 
 
 class ResourceRequirements(CamelModel):
-    requests: ResourceList = Field(default_factory=lambda: ResourceList(cpu="100m", memory="256Mi"))
-    limits: ResourceList = Field(default_factory=lambda: ResourceList(memory="1Gi"))
+    """Compute requests and limits of a container."""
+
+    requests: ResourceList = Field(
+        default_factory=lambda: ResourceList(cpu="100m", memory="256Mi"),
+        description="What the scheduler reserves.",
+    )
+    limits: ResourceList = Field(
+        default_factory=lambda: ResourceList(memory="1Gi"), description="The most it may use."
+    )
 
 
 class AutoscalingSpec(CamelModel):
     """A HorizontalPodAutoscaler for the agent's Deployment."""
 
-    enabled: bool = False
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            {
+                "rule": "self.minReplicas <= self.maxReplicas",
+                "message": "minReplicas must be <= maxReplicas",
+                "fieldPath": ".minReplicas",
+            }
+        )
+    )
+
+    enabled: bool = Field(default=False, description="Create the HorizontalPodAutoscaler.")
     min_replicas: Annotated[int, Field(default=1, ge=1, le=1000)]
     max_replicas: Annotated[int, Field(default=5, ge=1, le=1000)]
-    target_cpu_utilization_percentage: Annotated[int, Field(default=70, ge=1, le=100)]
+    target_cpu_utilization_percentage: Annotated[
+        int, Field(default=70, ge=1, le=100, description="Average CPU use the HPA aims for.")
+    ]
 
     @model_validator(mode="after")
     def _min_le_max(self) -> AutoscalingSpec:
@@ -105,22 +145,30 @@ class AutoscalingSpec(CamelModel):
 class DisruptionBudgetSpec(CamelModel):
     """A PodDisruptionBudget for the agent's pods."""
 
-    enabled: bool = False
-    min_available: Annotated[int, Field(default=1, ge=0)]
+    enabled: bool = Field(default=False, description="Create the PodDisruptionBudget.")
+    min_available: Annotated[
+        int, Field(default=1, ge=0, description="Pods that must stay up during a disruption.")
+    ]
 
 
 class NetworkPolicySpec(CamelModel):
     """A NetworkPolicy that admits traffic to the agent's pods only from these namespaces
     (and the agent's own)."""
 
-    enabled: bool = False
-    allowed_namespaces: list[ObjectName] = Field(default_factory=list)
+    enabled: bool = Field(default=False, description="Create the NetworkPolicy.")
+    allowed_namespaces: list[ObjectName] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Namespaces whose pods may reach the agent's API.",
+    )
 
 
 class DeploymentSpec(CamelModel):
     """How the operator runs the agent's runtime pods."""
 
-    replicas: Annotated[int, Field(default=1, ge=0, le=1000)]
+    replicas: Annotated[
+        int, Field(default=1, ge=0, le=1000, description="Pods when autoscaling is off.")
+    ]
     image: Annotated[
         str | None,
         Field(
@@ -139,15 +187,26 @@ class DeploymentSpec(CamelModel):
 class AgentSpec(CamelModel):
     """What an agent is: its model, its instructions, its tools, its limits."""
 
-    description: Annotated[str, Field(default="", max_length=1024)]
-    system_prompt: Annotated[str, Field(default="You are a helpful assistant.", max_length=100_000)]
-    model: ModelSpec
+    description: Annotated[
+        str, Field(default="", max_length=1024, description="What the agent is for.")
+    ]
+    system_prompt: Annotated[
+        str,
+        Field(
+            default="You are a helpful assistant.",
+            max_length=100_000,
+            description="The instructions the model gets before every conversation.",
+        ),
+    ]
+    model: ModelSpec = Field(description="The primary model.")
     fallback_models: list[ModelSpec] = Field(
         default_factory=list,
         description="Tried in order when the primary model is unavailable.",
         max_length=5,
     )
-    tools: list[AgentToolRef] = Field(default_factory=list, max_length=32)
+    tools: list[AgentToolRef] = Field(
+        default_factory=list, max_length=32, description="MCP servers whose tools it may call."
+    )
     max_steps: Annotated[
         int,
         Field(
@@ -157,18 +216,29 @@ class AgentSpec(CamelModel):
             description="Most model calls in one turn; the turn ends with an error past it.",
         ),
     ]
-    resilience_policy_ref: LocalObjectReference | None = None
-    deployment: DeploymentSpec = Field(default_factory=DeploymentSpec)
+    resilience_policy_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="The ResiliencePolicy in this namespace; the built-in defaults if unset.",
+    )
+    deployment: DeploymentSpec = Field(
+        default_factory=DeploymentSpec, description="How the operator runs it in the cluster."
+    )
 
 
 class AgentStatus(ResourceStatus):
-    replicas: Annotated[int | None, Field(default=None, ge=0)]
-    ready_replicas: Annotated[int | None, Field(default=None, ge=0)]
+    """What the operator observed of an Agent."""
+
+    replicas: Annotated[int | None, Field(default=None, ge=0, description="Pods running.")]
+    ready_replicas: Annotated[int | None, Field(default=None, ge=0, description="Pods ready.")]
     endpoint: str | None = Field(default=None, description="In-cluster URL of the agent's API.")
-    config_hash: str | None = None
+    config_hash: str | None = Field(
+        default=None, description="Hash of the rendered runtime config the pods run."
+    )
 
 
 class Agent(Resource):
+    """An LLM agent with MCP tools, run by the agentfleet runtime as a Deployment."""
+
     KIND: ClassVar[str] = "Agent"
     PLURAL: ClassVar[str] = "agents"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("ag",)

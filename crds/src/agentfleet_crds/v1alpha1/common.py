@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 GROUP = "agentfleet.dev"
 VERSION = "v1alpha1"
@@ -21,6 +22,17 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 ObjectName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
 SecretName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
 SecretKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+
+
+def cel_rules(*rules: dict[str, str]) -> JsonDict:
+    """``json_schema_extra`` that puts CEL rules (``x-kubernetes-validations``) on a model's
+    node of the generated CRD schema, so the API server enforces a cross-field validator
+    where it applies. Each rule is ``{"rule": ..., "message": ...}`` (``fieldPath``,
+    ``reason`` optional); ``self`` is the model's object, after defaulting.
+
+    Usage: ``model_config = ConfigDict(json_schema_extra=cel_rules({...}))``. Every model
+    with a ``model_validator`` needs a twin rule here (a test checks it)."""
+    return {"x-kubernetes-validations": [dict(rule) for rule in rules]}
 
 
 class CamelModel(BaseModel):
@@ -51,7 +63,7 @@ class Condition(CamelModel):
     type: Annotated[
         str, Field(min_length=1, max_length=316, description="Condition type, e.g. Ready.")
     ]
-    status: ConditionStatus
+    status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: Annotated[
         str,
         Field(
@@ -64,29 +76,45 @@ class Condition(CamelModel):
     message: Annotated[
         str, Field(default="", max_length=32768, description="Human-readable detail.")
     ]
-    last_transition_time: datetime | None = None
-    observed_generation: Annotated[int | None, Field(default=None, ge=0)]
+    last_transition_time: datetime | None = Field(
+        default=None, description="When the status last changed."
+    )
+    observed_generation: Annotated[
+        int | None,
+        Field(default=None, ge=0, description="The metadata.generation this was computed from."),
+    ]
 
 
 class ResourceStatus(CamelModel):
     """Status every agentfleet resource reports: ``kubectl wait --for=condition=Ready`` and
     Argo CD's health checks read ``conditions`` and ``observedGeneration``."""
 
-    observed_generation: Annotated[int | None, Field(default=None, ge=0)]
-    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: Annotated[
+        int | None,
+        Field(
+            default=None,
+            ge=0,
+            description="The metadata.generation the conditions were computed from.",
+        ),
+    ]
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Latest observations of the resource's state, one per type.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
 
 
 class SecretKeyRef(CamelModel):
     """A key of a Kubernetes Secret in the resource's namespace."""
 
-    name: SecretName
-    key: SecretKey
+    name: SecretName = Field(description="The Secret's name.")
+    key: SecretKey = Field(description="The key within the Secret.")
 
 
 class LocalObjectReference(CamelModel):
     """A reference to another agentfleet resource in the same namespace."""
 
-    name: ObjectName
+    name: ObjectName = Field(description="The referenced object's name.")
 
 
 class ObjectMeta(BaseModel):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from agentfleet_crds.v1alpha1.agent import ResourceRequirements
 from agentfleet_crds.v1alpha1.common import (
@@ -26,10 +26,13 @@ from agentfleet_crds.v1alpha1.common import (
     Resource,
     ResourceStatus,
     SecretKeyRef,
+    cel_rules,
 )
 
 
 class MCPTransport(StrEnum):
+    """How the server speaks MCP."""
+
     STREAMABLE_HTTP = "streamable-http"
     STDIO = "stdio"
 
@@ -40,9 +43,20 @@ EnvName = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_
 class EnvVar(CamelModel):
     """An environment variable: a literal value or a secret key, not both."""
 
-    name: EnvName
-    value: str | None = None
-    secret_key_ref: SecretKeyRef | None = None
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            {
+                "rule": "has(self.value) != has(self.secretKeyRef)",
+                "message": "exactly one of value or secretKeyRef must be set",
+            }
+        )
+    )
+
+    name: EnvName = Field(description="The variable's name.")
+    value: str | None = Field(default=None, description="A literal value.")
+    secret_key_ref: SecretKeyRef | None = Field(
+        default=None, description="A Secret key holding the value."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvVar:
@@ -54,38 +68,74 @@ class EnvVar(CamelModel):
 class HeaderFromSecret(CamelModel):
     """An HTTP header sent to a remote server, its value read from a Secret."""
 
-    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9-]+$")]
-    secret_key_ref: SecretKeyRef
+    name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=256,
+            pattern=r"^[A-Za-z0-9-]+$",
+            description="The header, e.g. Authorization.",
+        ),
+    ]
+    secret_key_ref: SecretKeyRef = Field(description="The Secret key holding its value.")
 
 
 class StdioSpec(CamelModel):
     """A server the runtime starts as a subprocess speaking MCP over stdin/stdout."""
 
-    command: Annotated[str, Field(min_length=1, max_length=1024)]
-    args: list[str] = Field(default_factory=list)
-    env: list[EnvVar] = Field(default_factory=list)
+    command: Annotated[
+        str, Field(min_length=1, max_length=1024, description="The executable to start.")
+    ]
+    args: list[str] = Field(default_factory=list, max_length=256, description="Its arguments.")
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=256, description="Extra environment variables."
+    )
 
 
 class HostedSpec(CamelModel):
     """A server the operator runs as a Deployment + Service."""
 
-    image: Annotated[str, Field(min_length=1, max_length=512)]
+    image: Annotated[
+        str, Field(min_length=1, max_length=512, description="The server's container image.")
+    ]
     transport: MCPTransport = Field(
         default=MCPTransport.STREAMABLE_HTTP,
         description="What the image speaks; stdio servers are bridged to streamable HTTP.",
     )
-    command: list[str] = Field(default_factory=list)
-    args: list[str] = Field(default_factory=list)
-    port: Annotated[int, Field(default=8080, ge=1, le=65535)]
-    path: Annotated[str, Field(default="/mcp", pattern=r"^/")]
+    command: list[str] = Field(
+        default_factory=list, max_length=64, description="Overrides the image's entrypoint."
+    )
+    args: list[str] = Field(
+        default_factory=list, max_length=256, description="Overrides the image's arguments."
+    )
+    port: Annotated[
+        int, Field(default=8080, ge=1, le=65535, description="The port the server listens on.")
+    ]
+    path: Annotated[
+        str,
+        Field(
+            default="/mcp",
+            pattern=r"^/",
+            max_length=1024,
+            description="The streamable-HTTP endpoint's path.",
+        ),
+    ]
     replicas: Annotated[int, Field(default=1, ge=0, le=100)]
-    env: list[EnvVar] = Field(default_factory=list)
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=256, description="Environment variables."
+    )
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
 
 
 class MCPTimeouts(CamelModel):
-    connect_seconds: Annotated[float, Field(default=10.0, gt=0, le=300)]
-    call_seconds: Annotated[float, Field(default=60.0, gt=0, le=3600)]
+    """Bounds on talking to the server."""
+
+    connect_seconds: Annotated[
+        float, Field(default=10.0, gt=0, le=300, description="Bound on connecting.")
+    ]
+    call_seconds: Annotated[
+        float, Field(default=60.0, gt=0, le=3600, description="Bound on one tool call.")
+    ]
     discovery_seconds: Annotated[
         float,
         Field(default=10.0, gt=0, le=300, description="Bound on listing the server's tools."),
@@ -93,16 +143,26 @@ class MCPTimeouts(CamelModel):
 
 
 class MCPServerSpec(CamelModel):
-    description: Annotated[str, Field(default="", max_length=1024)]
+    """Where the server is: exactly one of ``url``, ``hosted`` or ``stdio``."""
+
+    description: Annotated[
+        str, Field(default="", max_length=1024, description="What the server's tools do.")
+    ]
     url: Annotated[
         str | None,
         Field(default=None, pattern=r"^https?://", max_length=2048, description="A remote server."),
     ]
     headers: list[HeaderFromSecret] = Field(
-        default_factory=list, description="Headers for a remote server, from Secrets."
+        default_factory=list,
+        max_length=64,
+        description="Headers for a remote server, from Secrets.",
     )
-    hosted: HostedSpec | None = None
-    stdio: StdioSpec | None = None
+    hosted: HostedSpec | None = Field(
+        default=None, description="A server the operator runs in the cluster."
+    )
+    stdio: StdioSpec | None = Field(
+        default=None, description="A server the runtime starts as a subprocess."
+    )
     timeouts: MCPTimeouts = Field(default_factory=MCPTimeouts)
 
     @model_validator(mode="after")
@@ -114,11 +174,16 @@ class MCPServerSpec(CamelModel):
 
 
 class MCPServerStatus(ResourceStatus):
+    """What the operator observed of an MCPServer."""
+
     url: str | None = Field(default=None, description="The address agents use.")
-    tools: list[str] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list, description="The tools it last listed.")
 
 
 class MCPServer(Resource):
+    """A Model Context Protocol server whose tools agents call: remote, hosted by the
+    operator, or started by the runtime over stdio."""
+
     KIND: ClassVar[str] = "MCPServer"
     PLURAL: ClassVar[str] = "mcpservers"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("mcp",)

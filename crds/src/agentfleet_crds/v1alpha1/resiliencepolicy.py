@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from agentfleet_crds.v1alpha1.common import (
     AGE_COLUMN,
@@ -20,10 +20,13 @@ from agentfleet_crds.v1alpha1.common import (
     PrinterColumn,
     Resource,
     ResourceStatus,
+    cel_rules,
 )
 
 
 class ServiceCategory(StrEnum):
+    """The kinds of dependency a policy configures separately."""
+
     LLM = "llm"
     DATABASE = "database"
     HTTP = "http"
@@ -42,12 +45,34 @@ class ErrorClass(StrEnum):
 
 
 class RetryOptions(CamelModel):
+    """Retries with exponential backoff: delay n is ``baseDelaySeconds * multiplier**n``,
+    capped at ``maxDelaySeconds``, with jitter."""
+
+    # The pydantic twin of this rule is ResiliencePolicySpec._delays_ordered.
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            {
+                "rule": "self.baseDelaySeconds <= self.maxDelaySeconds",
+                "message": "baseDelaySeconds must be <= maxDelaySeconds",
+                "fieldPath": ".baseDelaySeconds",
+            }
+        )
+    )
+
     enabled: bool = True
     max_attempts: Annotated[int, Field(default=3, ge=1, le=10, description="Including the first.")]
-    base_delay_seconds: Annotated[float, Field(default=0.5, ge=0, le=60)]
-    multiplier: Annotated[float, Field(default=2.0, ge=1, le=10)]
-    max_delay_seconds: Annotated[float, Field(default=30.0, ge=0, le=600)]
-    jitter: Literal["full", "equal", "none"] = "full"
+    base_delay_seconds: Annotated[
+        float, Field(default=0.5, ge=0, le=60, description="Delay before the first retry.")
+    ]
+    multiplier: Annotated[
+        float, Field(default=2.0, ge=1, le=10, description="Growth of the delay per retry.")
+    ]
+    max_delay_seconds: Annotated[
+        float, Field(default=30.0, ge=0, le=600, description="Cap on one delay.")
+    ]
+    jitter: Literal["full", "equal", "none"] = Field(
+        default="full", description="How delays are randomised."
+    )
     retry_on: list[ErrorClass] = Field(
         default_factory=lambda: [
             ErrorClass.RATE_LIMITED,
@@ -55,7 +80,9 @@ class RetryOptions(CamelModel):
             ErrorClass.CONNECTION,
             ErrorClass.OVERLOADED,
             ErrorClass.SERVER_ERROR,
-        ]
+        ],
+        max_length=16,
+        description="The error classes that are retried.",
     )
     timeout_multiplier: Annotated[
         float,
@@ -69,15 +96,27 @@ class RetryOptions(CamelModel):
 
 
 class CircuitBreakerOptions(CamelModel):
+    """Stop calling a failing dependency for a while (closed → open → half-open)."""
+
     enabled: bool = True
-    failure_threshold: Annotated[int, Field(default=5, ge=1, le=1000)]
-    recovery_timeout_seconds: Annotated[float, Field(default=30.0, ge=1, le=3600)]
-    half_open_max_calls: Annotated[int, Field(default=1, ge=1, le=100)]
+    failure_threshold: Annotated[
+        int, Field(default=5, ge=1, le=1000, description="Consecutive failures that open it.")
+    ]
+    recovery_timeout_seconds: Annotated[
+        float, Field(default=30.0, ge=1, le=3600, description="How long it stays open.")
+    ]
+    half_open_max_calls: Annotated[
+        int, Field(default=1, ge=1, le=100, description="Trial calls while half-open.")
+    ]
 
 
 class RateLimitOptions(CamelModel):
+    """Client-side rate limits; unlimited when unset."""
+
     requests_per_minute: Annotated[int | None, Field(default=None, ge=1)]
-    tokens_per_minute: Annotated[int | None, Field(default=None, ge=1)]
+    tokens_per_minute: Annotated[
+        int | None, Field(default=None, ge=1, description="Model tokens (LLM category only).")
+    ]
 
 
 class RetryBudgetOptions(CamelModel):
@@ -90,20 +129,28 @@ class RetryBudgetOptions(CamelModel):
 
 
 class BulkheadOptions(CamelModel):
+    """Bound on concurrent calls; callers past it wait, then are refused."""
+
     max_concurrent: Annotated[int, Field(default=32, ge=1, le=100_000)]
-    max_wait_seconds: Annotated[float, Field(default=5.0, ge=0, le=600)]
+    max_wait_seconds: Annotated[
+        float, Field(default=5.0, ge=0, le=600, description="How long a caller waits for a slot.")
+    ]
 
 
 class CategoryPolicy(CamelModel):
     """The resilience options for one service category."""
 
-    timeout_seconds: Annotated[float, Field(default=30.0, gt=0, le=3600)]
+    timeout_seconds: Annotated[
+        float, Field(default=30.0, gt=0, le=3600, description="Deadline of one attempt.")
+    ]
     retry: RetryOptions = Field(default_factory=RetryOptions)
     circuit_breaker: CircuitBreakerOptions = Field(default_factory=CircuitBreakerOptions)
     rate_limit: RateLimitOptions = Field(default_factory=RateLimitOptions)
     retry_budget: RetryBudgetOptions = Field(default_factory=RetryBudgetOptions)
     bulkhead: BulkheadOptions = Field(default_factory=BulkheadOptions)
-    fallback_enabled: bool = True
+    fallback_enabled: bool = Field(
+        default=True, description="Use the fallback (e.g. the agent's fallbackModels)."
+    )
 
 
 class MeshRetryMode(StrEnum):
@@ -116,6 +163,8 @@ class MeshRetryMode(StrEnum):
 
 
 class MeshOptions(CamelModel):
+    """What the operator renders into Istio/Linkerd objects when a mesh is present."""
+
     retries: MeshRetryMode = MeshRetryMode.IN_PROCESS
     attempts: Annotated[int, Field(default=2, ge=1, le=10)]
     per_try_timeout_seconds: Annotated[float, Field(default=10.0, gt=0, le=600)]
@@ -127,6 +176,8 @@ class MeshOptions(CamelModel):
 
 
 class ResiliencePolicySpec(CamelModel):
+    """Resilience options per service category, and for the service mesh."""
+
     llm: CategoryPolicy = Field(
         default_factory=lambda: CategoryPolicy(
             timeout_seconds=120.0, retry=RetryOptions(base_delay_seconds=1.0)
@@ -154,6 +205,9 @@ class ResiliencePolicySpec(CamelModel):
 
 
 class ResiliencePolicy(Resource):
+    """Retries, timeouts, circuit breakers, rate limits, retry budgets, bulkheads and
+    fallbacks per service category, referenced by Agents."""
+
     KIND: ClassVar[str] = "ResiliencePolicy"
     PLURAL: ClassVar[str] = "resiliencepolicies"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("rp", "respol")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from agentfleet_crds.v1alpha1.common import (
     AGE_COLUMN,
@@ -20,10 +20,13 @@ from agentfleet_crds.v1alpha1.common import (
     ResourceStatus,
     SecretKey,
     SecretName,
+    cel_rules,
 )
 
 
 class SecretProviderName(StrEnum):
+    """Where the secrets live."""
+
     KUBERNETES = "kubernetes"
     AWS = "aws"
     AZURE = "azure"
@@ -32,8 +35,10 @@ class SecretProviderName(StrEnum):
 
 
 class KubernetesSecretSource(CamelModel):
-    secret_name: SecretName
-    key: SecretKey
+    """A key of a Kubernetes Secret in the binding's namespace."""
+
+    secret_name: SecretName = Field(description="The Secret's name.")
+    key: SecretKey = Field(description="The key within the Secret.")
 
 
 class RemoteSecretSource(CamelModel):
@@ -43,11 +48,28 @@ class RemoteSecretSource(CamelModel):
         str,
         Field(min_length=1, max_length=2048, description="ARN, path or name in the provider."),
     ]
-    property: Annotated[str | None, Field(default=None, max_length=256)]
-    version: Annotated[str | None, Field(default=None, max_length=256)]
+    property: Annotated[
+        str | None,
+        Field(default=None, max_length=256, description="A field of a JSON-valued secret."),
+    ]
+    version: Annotated[
+        str | None,
+        Field(default=None, max_length=256, description="Pinned version; latest if unset."),
+    ]
 
 
 class BoundSecret(CamelModel):
+    """One secret: its logical name and exactly one source."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            {
+                "rule": "has(self.kubernetes) != has(self.remote)",
+                "message": "exactly one of kubernetes or remote must be set",
+            }
+        )
+    )
+
     name: Annotated[
         str,
         Field(
@@ -57,8 +79,12 @@ class BoundSecret(CamelModel):
             description="The logical name agents and configs refer to.",
         ),
     ]
-    kubernetes: KubernetesSecretSource | None = None
-    remote: RemoteSecretSource | None = None
+    kubernetes: KubernetesSecretSource | None = Field(
+        default=None, description="For provider kubernetes."
+    )
+    remote: RemoteSecretSource | None = Field(
+        default=None, description="For the cloud providers and Vault."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> BoundSecret:
@@ -68,12 +94,21 @@ class BoundSecret(CamelModel):
 
 
 class SecretBindingSpec(CamelModel):
-    provider: SecretProviderName
-    secrets: list[BoundSecret] = Field(min_length=1, max_length=256)
-    agents: list[ObjectName] = Field(
-        min_length=1, description="The Agents (same namespace) allowed to read these secrets."
+    """Which secrets, from which provider, reach which agents."""
+
+    provider: SecretProviderName = Field(description="Where the secrets live.")
+    secrets: list[BoundSecret] = Field(
+        min_length=1, max_length=256, description="The secrets to bind."
     )
-    refresh_interval_seconds: Annotated[int, Field(default=300, ge=10, le=86_400)]
+    agents: list[ObjectName] = Field(
+        min_length=1,
+        max_length=256,
+        description="The Agents (same namespace) allowed to read these secrets.",
+    )
+    refresh_interval_seconds: Annotated[
+        int,
+        Field(default=300, ge=10, le=86_400, description="How often remote secrets are re-read."),
+    ]
 
     @model_validator(mode="after")
     def _sources_match_provider(self) -> SecretBindingSpec:
@@ -86,10 +121,14 @@ class SecretBindingSpec(CamelModel):
 
 
 class SecretBindingStatus(ResourceStatus):
+    """What the operator observed of a SecretBinding."""
+
     resolved: list[str] = Field(default_factory=list, description="Secrets that resolved.")
 
 
 class SecretBinding(Resource):
+    """Secrets from Kubernetes, a cloud secret manager or Vault, bound to Agents."""
+
     KIND: ClassVar[str] = "SecretBinding"
     PLURAL: ClassVar[str] = "secretbindings"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("sb",)

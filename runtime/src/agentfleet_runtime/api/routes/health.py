@@ -1,0 +1,35 @@
+"""Probes and metrics: ``/healthz/live``, ``/healthz/ready``, ``/metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agentfleet_runtime.api.problems import problem_response, problem_responses
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz/live", summary="Liveness: the process is serving")
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/healthz/ready",
+    summary="Readiness: agents are loaded and the process is not shutting down",
+    responses=problem_responses(503),
+    response_model=None,
+)
+async def ready(request: Request) -> dict[str, object] | Response:
+    state = request.app.state
+    if state.shutting_down:
+        return problem_response(503, "not-ready", "Not ready", "shutting down", request)
+    if not state.service.ready():
+        return problem_response(503, "not-ready", "Not ready", "no agent loaded", request)
+    return {"status": "ok", "agents": len(await state.service.list_agents())}
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

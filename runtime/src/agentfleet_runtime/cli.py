@@ -1,0 +1,215 @@
+"""The ``agentfleet`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+import uvicorn
+
+from agentfleet_runtime import __version__
+
+app = typer.Typer(
+    name="agentfleet",
+    help="agentfleet: run LLM agents with MCP tools, locally or on Kubernetes.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+crds_app = typer.Typer(help="Custom resource definitions.", no_args_is_help=True)
+mcp_app = typer.Typer(help="MCP servers bundled with agentfleet.", no_args_is_help=True)
+app.add_typer(crds_app, name="crds")
+app.add_typer(mcp_app, name="mcp")
+
+Port = Annotated[int, typer.Option("--port", "-p", help="TCP port to listen on.")]
+Host = Annotated[str, typer.Option("--host", help="Interface to bind.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"agentfleet {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """agentfleet command line."""
+
+
+@app.command()
+def dev(
+    manifests: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Agent/MCPServer/ResiliencePolicy manifests (files or folders), the same "
+            "YAML kubectl apply takes. Without -f, a built-in demo agent is served.",
+            exists=True,
+        ),
+    ] = None,
+    port: Port = 8000,
+    host: Host = "127.0.0.1",
+    log_format: Annotated[Literal["console", "json"], typer.Option(help="Log format.")] = "console",
+) -> None:
+    """Run the runtime locally with embedded defaults: the fake (offline) model when no
+    API key is set, and the bundled demo MCP server."""
+    from agentfleet_crds.manifests import ManifestError
+    from agentfleet_runtime.config import RuntimeSettings
+    from agentfleet_runtime.dev import build_dev_app
+    from agentfleet_runtime.loader import ConfigError
+    from agentfleet_runtime.observability.logging import configure_logging
+
+    settings = RuntimeSettings(host=host, port=port, log_format=log_format)
+    configure_logging(settings.log_level, settings.log_format)
+    serving = asyncio.Event()
+    try:
+        application, plan = build_dev_app(settings, manifests or [], serving)
+    except (ManifestError, ConfigError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    base = f"http://{host}:{port}"
+    typer.secho(f"agentfleet dev {__version__} — serving on {base}", bold=True, err=True)
+    for agent in plan.config.agents:
+        model = agent.spec.model
+        tools = ", ".join(s.name for s in agent.mcp_servers) or "none"
+        typer.echo(
+            f"  agent {agent.name}: model {model.provider.value}/{model.name}, "
+            f"MCP servers: {tools}",
+            err=True,
+        )
+    for notice in plan.notices:
+        typer.secho(f"  NOTE: {notice}", fg="yellow", err=True)
+    typer.echo(f"  API docs: {base}/docs   health: {base}/healthz/ready", err=True)
+    _serve(application, host, port, serving)
+
+
+@app.command()
+def serve(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Runtime config rendered by the operator (AGENTFLEET_CONFIG_FILE).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    port: Port = 8000,
+    host: Host = "0.0.0.0",
+) -> None:
+    """Run the production runtime: agents from the operator-rendered config, JSON logs,
+    read-only agent definitions (cluster mode)."""
+    from agentfleet_runtime.app import create_app
+    from agentfleet_runtime.config import RuntimeSettings
+    from agentfleet_runtime.loader import ConfigError, load_runtime_config
+    from agentfleet_runtime.observability.logging import configure_logging
+
+    settings = RuntimeSettings(host=host, port=port, cluster_mode=True)
+    if config is not None:
+        settings = settings.model_copy(update={"config_file": config})
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.config_file is None:
+        typer.secho("error: --config (or AGENTFLEET_CONFIG_FILE) is required", err=True)
+        raise typer.Exit(2)
+    try:
+        runtime_config = load_runtime_config(settings.config_file)
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    _serve(create_app(settings, runtime_config=runtime_config), host, port, None)
+
+
+def _serve(application: object, host: str, port: int, serving: asyncio.Event | None) -> None:
+    config = uvicorn.Config(
+        application,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        ws="websockets-sansio",
+        timeout_graceful_shutdown=25,
+    )
+    server = uvicorn.Server(config)
+
+    async def run() -> None:
+        task = asyncio.create_task(server.serve())
+        # uvicorn has no started event to await; poll its flag.
+        while not server.started and not task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        if serving is not None:
+            serving.set()
+        await task
+
+    asyncio.run(run())
+    if not server.started:
+        sys.exit(1)
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Manifest files or folders.", exists=True)],
+) -> None:
+    """Check agentfleet manifests against the models (the CRD schema's rules) offline."""
+    from agentfleet_crds.manifests import ManifestError, load_manifest_files
+
+    try:
+        resources = load_manifest_files(files)
+    except ManifestError as exc:
+        typer.secho(f"invalid: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    for resource in resources:
+        typer.echo(f"ok: {resource.kind}/{resource.metadata.name}")
+
+
+@crds_app.command("generate")
+def crds_generate(
+    output_dir: Annotated[Path, typer.Option(help="Where to write the CRD YAML.")] = Path(
+        "crds/manifests"
+    ),
+    check: Annotated[
+        bool, typer.Option("--check", help="Fail if the committed YAML is stale.")
+    ] = False,
+) -> None:
+    """Generate the CRD YAML from the Pydantic models."""
+    from agentfleet_crds.generate import generate_crds
+
+    changed = generate_crds(output_dir, check)
+    if check and changed:
+        typer.secho(
+            "stale CRDs: " + ", ".join(map(str, changed)) + " (run: agentfleet crds generate)",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
+    for path in changed:
+        typer.echo(f"wrote {path}")
+
+
+@mcp_app.command("demo")
+def mcp_demo(
+    transport: Annotated[
+        Literal["stdio", "streamable-http"], typer.Option(help="How to speak MCP.")
+    ] = "stdio",
+    port: Port = 8765,
+    host: Host = "127.0.0.1",
+) -> None:
+    """Run the bundled demo MCP server (calculate, current_time, convert_units, ...)."""
+    from agentfleet_runtime.tools.mcp.demo_server import run_demo_server
+
+    run_demo_server(transport, host=host, port=port)
+
+
+@app.command("fake-provider")
+def fake_provider(port: Port = 8090, host: Host = "127.0.0.1") -> None:
+    """Serve the fake model provider (OpenAI and Anthropic wire formats) standalone."""
+    from agentfleet_runtime.providers.fake import FakeScript, create_fake_provider_app
+
+    uvicorn.run(create_fake_provider_app(FakeScript()), host=host, port=port, log_level="warning")
