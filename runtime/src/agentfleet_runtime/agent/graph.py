@@ -9,6 +9,7 @@ session is a LangGraph thread whose state the checkpointer keeps.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol, TypedDict
 
@@ -20,6 +21,7 @@ from langgraph.runtime import Runtime
 from agentfleet_runtime.agent.events import Emit, EventType
 from agentfleet_runtime.errors import StepLimitExceededError
 from agentfleet_runtime.messages import Message, ToolCall, tool_message
+from agentfleet_runtime.observability import metrics
 from agentfleet_runtime.providers.base import (
     ModelProvider,
     ModelRequest,
@@ -102,8 +104,22 @@ async def call_model(state: AgentState, runtime: Runtime[TurnContext]) -> dict[s
         temperature=ctx.temperature,
         timeout_seconds=ctx.timeout_seconds,
     )
-    response = await _ask(ctx, request)
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        response = await _ask(ctx, request)
+        outcome = "ok"
+    finally:
+        metrics.MODEL_CALL_SECONDS.labels(ctx.provider.name, ctx.model, outcome).observe(
+            time.perf_counter() - started
+        )
     ctx.usage.add(response)
+    metrics.MODEL_TOKENS.labels(ctx.provider.name, ctx.model, "input").inc(
+        response.usage.input_tokens
+    )
+    metrics.MODEL_TOKENS.labels(ctx.provider.name, ctx.model, "output").inc(
+        response.usage.output_tokens
+    )
     await ctx.report(EventType.MODEL_MESSAGE, {"message": response.message})
     return {"messages": [response.message], "steps": state["steps"] + 1}
 
@@ -128,7 +144,11 @@ async def run_tools(state: AgentState, runtime: Runtime[TurnContext]) -> dict[st
 
     async def run(call: ToolCall) -> Message:
         await ctx.report(EventType.TOOL_CALL, dict(call))
+        started = time.perf_counter()
         result = await ctx.tools.call(call["name"], call["arguments"])
+        metrics.TOOL_CALL_SECONDS.labels(
+            call["name"], "error" if result.is_error else "ok"
+        ).observe(time.perf_counter() - started)
         await ctx.report(
             EventType.TOOL_RESULT,
             {

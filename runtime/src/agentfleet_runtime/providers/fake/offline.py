@@ -28,9 +28,12 @@ from agentfleet_runtime.providers.base import ToolSpec
 from agentfleet_runtime.providers.fake.script import FakeToolCall
 
 _LEADING_FILLER = frozenset(
-    "please can you could would for me us of the what whats what's is are "
-    "this that to with on about using now tell show give".split()
-)
+    {
+        "please", "can", "you", "could", "would", "for", "me", "us", "of", "the", "what",
+        "whats", "what's", "is", "are", "this", "that", "to", "with", "on", "about",
+        "using", "now", "tell", "show", "give",
+    }
+)  # fmt: skip
 _TRAILING_FILLER = ("for me", "for us", "please", "thanks", "thank you", "now")
 _EDGE_PUNCTUATION = " \t\r\n,;:!?.'\"`-=>"
 _JSON = json.JSONDecoder()
@@ -116,10 +119,12 @@ def _arguments_for(schema: dict[str, Any], rest: str) -> dict[str, Any]:
     properties = schema.get("properties") or {}
     phrase = _clean(rest)
     arguments: dict[str, Any] = {}
-    # The phrase goes to the first required string parameter; the others get defaults.
-    target = next((n for n in required if _type_of(properties.get(n)) == "string"), required[0])
+    # The phrase goes to the first required free-text parameter (else the first required
+    # one); the others get their default.
+    target = next((n for n in required if _is_free_text(properties.get(n))), required[0])
     for name in required:
-        prop = properties.get(name) if isinstance(properties.get(name), dict) else {}
+        prop = properties.get(name)
+        prop = prop if isinstance(prop, dict) else {}
         arguments[name] = _coerce(phrase, prop) if name == target else _default(prop)
     return arguments
 
@@ -138,6 +143,10 @@ def _clean(rest: str) -> str:
                 phrase, changed = phrase[: -len(filler) - 1].strip(_EDGE_PUNCTUATION), True
                 break
     return phrase
+
+
+def _is_free_text(prop: Any) -> bool:
+    return _type_of(prop) == "string" and not (isinstance(prop, dict) and prop.get("enum"))
 
 
 def _type_of(prop: Any) -> str:

@@ -190,11 +190,11 @@ def parse_anthropic(body: dict[str, Any]) -> ParsedRequest:
             raise WireError(f"{where}: must be an object")
         role = raw.get("role")
         content = raw.get("content")
-        blocks: list[Any] = (
-            [{"type": "text", "text": content}] if isinstance(content, str) else content
-        )
-        if not isinstance(blocks, list):
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        if not isinstance(content, list):
             raise WireError(f"{where}.content: must be a string or a list of content blocks")
+        blocks: list[Any] = content
         if role == "user":
             answered: set[str] = set()
             texts: list[str] = []

@@ -25,10 +25,10 @@ import contextlib
 import math
 import operator
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal, TypedDict
+from typing import Annotated, Any, Final, Literal, NamedTuple, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mcp.server import MCPServer
@@ -64,7 +64,8 @@ Number = int | float
 MAX_EXPRESSION_LENGTH: Final = 1000
 #: Largest integer result (in bits) the calculator will build: ~1,233 decimal digits.
 MAX_INTEGER_BITS: Final = 4096
-MAX_FACTORIAL: Final = 1000
+#: 500! has about 1,135 digits, just under the integer limit.
+MAX_FACTORIAL: Final = 500
 
 
 class CalculationError(ValueError):
@@ -211,12 +212,14 @@ def _eval(node: ast.AST) -> Number:
                 known = ", ".join(sorted(_FUNCTIONS))
                 raise CalculationError(f"unknown function {name!r} (known functions: {known})")
             raise CalculationError(f"{name}() takes positional arguments only")
+        case ast.Call():
+            raise CalculationError("only the known functions can be called, e.g. sqrt(2)")
         case _:
             if isinstance(node, ast.BinOp | ast.UnaryOp):
                 what = type(node.op).__name__
                 raise CalculationError(f"operator {what} is not supported (use + - * / // % **)")
             what = _SYNTAX_NAMES.get(type(node), type(node).__name__)
-            raise CalculationError(f"{what} are not supported in arithmetic expressions")
+            raise CalculationError(f"unsupported syntax ({what}): only arithmetic is allowed")
 
 
 def _tidy(value: Number) -> Number:
@@ -234,7 +237,7 @@ def evaluate_expression(expression: str) -> Number:
     :class:`CalculationError` for anything else, division by zero, a math domain error, or a
     result that would be too large.
     """
-    text = expression.strip().replace("^", "**").replace("×", "*").replace("÷", "/")
+    text = expression.strip().replace("^", "**").replace("\u00d7", "*").replace("\u00f7", "/")
     if not text:
         raise CalculationError("the expression is empty")
     if len(text) > MAX_EXPRESSION_LENGTH:
@@ -310,7 +313,9 @@ def _units() -> tuple[dict[str, _Unit], dict[str, _Unit]]:
     exact: dict[str, _Unit] = {}
     loose: dict[str, _Unit] = {}
 
-    def add(symbol: str, dimension: str, factor: float, *aliases: str, exact_only: bool = False) -> None:
+    def add(
+        symbol: str, dimension: str, factor: float, *aliases: str, exact_only: bool = False
+    ) -> None:
         unit = _Unit(symbol, dimension, factor)
         exact[symbol] = unit
         if not exact_only:
@@ -359,10 +364,10 @@ def _units() -> tuple[dict[str, _Unit], dict[str, _Unit]]:
     ):
         add(decimal, "data", 1000.0**power, word, word + "s")
         add(binary, "data", 1024.0**power, binary_word, binary_word + "s")
-        prefix = decimal[0].upper()
-        add(f"{prefix}b", "data", 1000.0**power / 8, f"{prefix}bit", f"{word[:-4]}bit", exact_only=True)
-        loose[f"{prefix.lower()}bit"] = exact[f"{prefix}b"]
-        loose[f"{word[:-4]}bits"] = exact[f"{prefix}b"]
+        prefix, bit_word = decimal[0].upper(), word.removesuffix("byte") + "bit"
+        bits = f"{prefix}b"  # Kb, Mb, ...: bits, distinct from kB, MB, ... (bytes)
+        bit_aliases = (prefix + "bit", bit_word, bit_word + "s")
+        add(bits, "data", 1000.0**power / 8, *bit_aliases, exact_only=True)
     exact["KB"] = exact["kB"]
     return exact, loose
 
@@ -440,7 +445,7 @@ def convert(value: float, from_unit: str, to_unit: str) -> ConversionResult:
 
 #: Average silent reading speed of adults (words per minute), Brysbaert 2019.
 READING_WORDS_PER_MINUTE: Final = 238
-_WORD = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
+_WORD = re.compile(r"[^\W_]+(?:['\u2019\-][^\W_]+)*")
 _SENTENCE_END = re.compile(r"[.!?…]+(?=\s|$)")
 
 
@@ -536,7 +541,9 @@ class NoteStore:
 _READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True)
 
 
-def build_demo_server(*, name: str = "agentfleet-demo", notes: NoteStore | None = None) -> MCPServer:
+def build_demo_server(
+    *, name: str = "agentfleet-demo", notes: NoteStore | None = None
+) -> MCPServer:
     """A new demo server. Each instance has its own note store (``notes``, if given)."""
     server = MCPServer(
         name,
@@ -589,7 +596,9 @@ def build_demo_server(*, name: str = "agentfleet-demo", notes: NoteStore | None 
     @server.tool(annotations=_READ_ONLY)
     async def convert_units(
         value: Annotated[float, Field(description="The quantity to convert.")],
-        from_unit: Annotated[str, Field(description="Unit of the value, e.g. 'km', 'lb', 'F', 'GiB'.")],
+        from_unit: Annotated[
+            str, Field(description="Unit of the value, e.g. 'km', 'lb', 'F', 'GiB'.")
+        ],
         to_unit: Annotated[str, Field(description="Unit to convert to, of the same kind.")],
     ) -> ConversionResult:
         """Convert a quantity between units of length (m, km, cm, mm, um, nm, mi, yd, ft,
@@ -650,19 +659,16 @@ def _security(allowed_hosts: Sequence[str] | None) -> TransportSecuritySettings:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class DemoServerApp:
-    """The demo server as an ASGI app to mount in a host app.
+class DemoServerApp(NamedTuple):
+    """The demo server as an ASGI app to mount in a host app, and its lifespan.
 
-    A mounted app's own lifespan does not run, so the host must run :meth:`lifespan` in its
-    lifespan (once: the session manager cannot be restarted; build a new one per host app).
+    A mounted app's own lifespan does not run, so the host must enter ``lifespan()`` in its
+    own lifespan, once (the session manager cannot be restarted: build a new
+    :class:`DemoServerApp` per host app). Unpacks as ``app, lifespan``.
     """
 
     app: Starlette
-    server: MCPServer
-
-    def lifespan(self) -> contextlib.AbstractAsyncContextManager[None]:
-        return self.server.session_manager.run()
+    lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]]
 
 
 def demo_server_asgi(
@@ -687,17 +693,7 @@ def demo_server_asgi(
         json_response=True,
         transport_security=_security(allowed_hosts),
     )
-    return DemoServerApp(app=app, server=mcp_server)
-
-
-@contextlib.asynccontextmanager
-async def _standalone_lifespan(demo: DemoServerApp) -> AsyncIterator[None]:
-    async with demo.lifespan():
-        yield
-
-
-def _is_loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "localhost", "::1")
+    return DemoServerApp(app=app, lifespan=mcp_server.session_manager.run)
 
 
 def run_demo_server(
@@ -720,10 +716,12 @@ def run_demo_server(
         return
     import uvicorn
 
-    hosts = allowed_hosts if allowed_hosts is not None else (LOCAL_HOSTS if _is_loopback(host) else None)
+    hosts = allowed_hosts
+    if hosts is None and host in ("127.0.0.1", "localhost", "::1"):
+        hosts = LOCAL_HOSTS
+    # Served on its own, the app's lifespan runs the session manager.
     demo = demo_server_asgi(path=path, allowed_hosts=hosts, server=server)
-    app = Starlette(routes=list(demo.app.routes), lifespan=lambda _app: _standalone_lifespan(demo))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(demo.app, host=host, port=port, log_level="warning", access_log=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,0 +1,582 @@
+"""A Kubernetes API emulator kopf runs reliably against: :class:`kmock.KubernetesEmulator`
+plus the server behaviour kopf relies on.
+
+What it adds to plain kmock 0.8 (see docs in /work/shared/NOTES.md, "kmock"):
+
+* ``metadata.resourceVersion`` (one counter for the whole server, bumped on every change),
+  ``uid``, ``creationTimestamp``, ``generation`` (bumped when anything but ``metadata`` and
+  ``status`` changes) and ``generateName``;
+* list responses carrying the list's ``resourceVersion``, and watches that honour
+  ``?resourceVersion=`` (only later events), ``sendInitialEvents`` and ``timeoutSeconds``;
+  without them every watch replays all objects as ``ADDED`` and handlers run twice;
+* JSON patches (RFC 6902) whose failed ``test`` answers 422, as kopf expects for its
+  finalizer patches; merge-patch ``metadata.resourceVersion`` preconditions (409);
+* the ``status`` subresource: status patches change only ``status``, main-resource patches
+  never change it (for resources that declare the subresource);
+* no-op patches that change nothing (no new resourceVersion, no event);
+* ``/api/v1/namespaces`` (list, watch, get, create); namespaces are created on first use;
+* equality- and set-based label selectors and ``metadata.name``/``metadata.namespace``
+  field selectors on lists and watches;
+* background garbage collection through ``ownerReferences`` on delete (not ``Orphan``).
+
+Still not emulated: PUT, server-side apply (415), delete-collection, strategic-merge
+semantics (treated as a merge patch: lists are replaced), admission and schema validation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import re
+import secrets
+import string
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp.web
+import attrs
+import jsonpatch  # a dependency of kmock
+import kmock
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+NAMESPACES = kmock.resource("", "v1", "namespaces")
+
+_NAMESPACE_PATH = re.compile(
+    r"/api/v1/namespaces(?:/(?P<name>[^/]+)(?:/(?P<subresource>status|finalize))?)?/?"
+)
+_MUTATIONS = frozenset({kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE})
+_IMMUTABLE_META = ("name", "namespace", "uid", "creationTimestamp", "generation")
+
+Key = tuple[kmock.resource, str | None, str]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _error(status: int, reason: str, message: str) -> kmock.KubernetesError:
+    return kmock.KubernetesError(status=status, reason=reason, message=message, details={})
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: dicts merge recursively, ``None`` deletes, the rest
+    (lists included) replaces."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+@dataclass(frozen=True)
+class _Requirement:
+    key: str
+    operator: str  # "=", "!=", "in", "notin", "exists", "!"
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        value = labels.get(self.key)
+        match self.operator:
+            case "=" | "in":
+                return value is not None and value in self.values
+            case "!=" | "notin":
+                return value is None or value not in self.values
+            case "exists":
+                return value is not None
+            case _:
+                return value is None
+
+
+_SET_REQUIREMENT = re.compile(r"^\s*([^\s!=(),]+)\s+(in|notin)\s+\(([^)]*)\)\s*")
+_SIMPLE_REQUIREMENT = re.compile(r"^\s*(!?)\s*([^\s!=(),]+)\s*(?:(==|=|!=)\s*([^\s,]*))?\s*")
+
+
+def parse_label_selector(selector: str | None) -> list[_Requirement]:
+    """``a=b,c!=d,e,!f,g in (x,y),h notin (z)`` → requirements (all must match)."""
+    requirements: list[_Requirement] = []
+    rest = (selector or "").strip()
+    while rest:
+        if match := _SET_REQUIREMENT.match(rest):
+            values = frozenset(v.strip() for v in match[3].split(",") if v.strip())
+            requirements.append(_Requirement(match[1], match[2], values))
+        elif match := _SIMPLE_REQUIREMENT.match(rest):
+            negated, key, op, value = match[1], match[2], match[3], match[4]
+            if op:
+                requirements.append(
+                    _Requirement(key, "!=" if op == "!=" else "=", frozenset({value}))
+                )
+            else:
+                requirements.append(_Requirement(key, "!" if negated else "exists"))
+        else:
+            raise _error(400, "BadRequest", f"unable to parse label selector {selector!r}")
+        rest = rest[match.end() :].lstrip()
+        if rest.startswith(","):
+            rest = rest[1:].lstrip()
+        elif rest:
+            raise _error(400, "BadRequest", f"unable to parse label selector {selector!r}")
+    return requirements
+
+
+def _field_filters(selector: str | None) -> dict[str, tuple[bool, str]]:
+    filters: dict[str, tuple[bool, str]] = {}
+    for part in (selector or "").split(","):
+        if not part.strip():
+            continue
+        negated = "!=" in part
+        field, _, value = part.partition("!=" if negated else "=")
+        value = value.lstrip("=")
+        if field.strip() not in {"metadata.name", "metadata.namespace"}:
+            raise _error(400, "BadRequest", f"field selector {field!r} is not emulated")
+        filters[field.strip()] = (negated, value.strip())
+    return filters
+
+
+@dataclass(frozen=True)
+class _Event:
+    revision: int
+    resource: kmock.resource
+    type: str
+    object: dict[str, Any]
+
+
+@attrs.define(kw_only=True)
+class KubernetesAPIEmulator(kmock.KubernetesEmulator):
+    """A stateful Kubernetes API for kopf. Serve it with ``kmock.Server(emulator)``; the
+    built-in resources are declared unless ``builtins=False``; declare custom resources
+    with :meth:`declare` (always ``namespaced``, or kopf treats them as cluster-scoped)."""
+
+    builtins: bool = True
+    _revision: int = attrs.field(default=0, init=False)
+    _events: list[_Event] = attrs.field(factory=list, init=False)
+    _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        if self.builtins:
+            with warnings.catch_warnings():  # kmock 0.8 reads its bundle the deprecated way
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.resources.load_bundled()
+
+    # --- public helpers -----------------------------------------------------------------
+
+    def declare(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        *,
+        kind: str,
+        namespaced: bool = True,
+        shortnames: tuple[str, ...] = (),
+        categories: tuple[str, ...] = (),
+        subresources: tuple[str, ...] = ("status",),
+    ) -> kmock.resource:
+        """Make a (custom) resource discoverable, as installing its CRD would."""
+        resource = kmock.resource(group, version, plural)
+        self.resources[resource] = kmock.ResourceInfo(
+            kind=kind,
+            singular=kind.lower(),
+            namespaced=namespaced,
+            verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
+            shortnames=set(shortnames),
+            categories=set(categories),
+            subresources=set(subresources),
+        )
+        return resource
+
+    @property
+    def revision(self) -> int:
+        """The latest resourceVersion handed out."""
+        return self._revision
+
+    def live(self, resource: kmock.resource | str, namespace: str | None, name: str) -> Any:
+        """The stored object (a plain dict copy), or ``None`` if absent or deleted."""
+        key = (kmock.resource(resource), namespace, name)
+        if key not in self.objects or self.objects[key].deleted:
+            return None
+        return copy.deepcopy(self.objects[key].raw)
+
+    # --- request routing ----------------------------------------------------------------
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        match = _NAMESPACE_PATH.fullmatch(raw_request.path)
+        if match is None:
+            return await super().__call__(raw_request)
+        # kmock cannot parse these paths (it reads "namespaces" as the namespace segment).
+        body = await raw_request.read()
+        text = body.decode("utf-8", errors="replace")
+        try:
+            data = json.loads(text) if text else None
+        except ValueError:
+            data = None
+        name = match["name"]
+        method = raw_request.method.upper()
+        watching = raw_request.query.get("watch") in {"true", "1"}
+        action = {
+            ("GET", False, False): kmock.action.LIST,
+            ("GET", False, True): kmock.action.WATCH,
+            ("GET", True, False): kmock.action.FETCH,
+            ("GET", True, True): kmock.action.WATCH,
+            ("POST", False, False): kmock.action.CREATE,
+            ("PATCH", True, False): kmock.action.UPDATE,
+            ("DELETE", True, False): kmock.action.DELETE,
+        }.get((method, name is not None, watching))
+        request = kmock.Request(
+            id=len(self._requests),
+            raw_request=raw_request,
+            url=raw_request.url,
+            method=raw_request.method,
+            params=dict(raw_request.query),
+            headers=dict(raw_request.headers),
+            cookies=dict(raw_request.cookies),
+            data=data,
+            body=body,
+            text=text,
+            action=action,
+            resource=NAMESPACES,
+            namespace=None,
+            name=name,
+            subresource=match["subresource"],
+        )
+        self._requests.append(request)
+        try:
+            return await self._handle(request)
+        except Exception as exc:
+            if self._errors:
+                self._errors[-1].append(exc)
+            return await self._render_error(exc)
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is not None and request.action in _MUTATIONS:
+            async with self._lock:
+                self._mutate(request)
+        # Not KubernetesEmulator._handle: the state changes above replace its own.
+        return await kmock.RawHandler._handle(self, request)
+
+    # --- state changes ------------------------------------------------------------------
+
+    def _mutate(self, request: kmock.Request) -> None:
+        resource = request.resource
+        assert resource is not None
+        if request.action == kmock.action.CREATE:
+            self._create(request, resource)
+        elif request.action == kmock.action.UPDATE and request.name is not None:
+            self._update(request, resource, request.name)
+        elif request.action == kmock.action.DELETE and request.name is not None:
+            orphan = isinstance(request.data, dict) and (
+                request.data.get("propagationPolicy") == "Orphan"
+            )
+            self._delete((resource, request.namespace, request.name), orphan=orphan)
+
+    def _info(self, resource: kmock.resource) -> kmock.ResourceInfo | None:
+        # Not .get(): kmock's resources array creates missing entries on lookup.
+        return self.resources[resource] if resource in self.resources else None  # noqa: SIM401
+
+    def _bump(self, obj: dict[str, Any]) -> None:
+        self._revision += 1
+        obj.setdefault("metadata", {})["resourceVersion"] = str(self._revision)
+
+    def _record(self, resource: kmock.resource, event_type: str, obj: dict[str, Any]) -> None:
+        self._events.append(_Event(self._revision, resource, event_type, copy.deepcopy(obj)))
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def _live_object(self, key: Key) -> Any:
+        if key not in self.objects or self.objects[key].deleted:
+            raise _error(404, "NotFound", f"{key[0].plural} {key[2]!r} not found")
+        return self.objects[key]
+
+    def _create(self, request: kmock.Request, resource: kmock.resource) -> None:
+        data = request.data
+        if not isinstance(data, dict):
+            raise _error(400, "BadRequest", "the body must be a JSON object")
+        meta = data.setdefault("metadata", {})  # in place: kmock's reply looks it up by name
+        if not meta.get("name"):
+            if not meta.get("generateName"):
+                raise _error(422, "Invalid", "metadata.name or metadata.generateName is required")
+            alphabet = string.ascii_lowercase + string.digits
+            meta["name"] = meta["generateName"] + "".join(
+                secrets.choice(alphabet) for _ in range(5)
+            )
+        info = self._info(resource)
+        namespaced = (
+            info.namespaced
+            if info is not None and info.namespaced is not None
+            else request.namespace is not None
+        )
+        namespace = (request.namespace or meta.get("namespace")) if namespaced else None
+        if namespaced:
+            if not namespace:
+                raise _error(422, "Invalid", "a namespaced object needs a namespace")
+            meta["namespace"] = namespace
+        key: Key = (resource, namespace, meta["name"])
+        if key in self.objects and not self.objects[key].deleted:
+            raise _error(409, "AlreadyExists", f"{resource.plural} {meta['name']!r} already exists")
+        if namespace is not None:
+            self._ensure_namespace(namespace)
+        for field in ("deletionTimestamp", "resourceVersion"):
+            meta.pop(field, None)
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
+        self._bump(data)
+        stored = copy.deepcopy(data)
+        if key in self.objects:
+            self.objects[key].create(stored)
+        else:
+            self.objects[key] = stored
+        self._record(resource, "ADDED", stored)
+
+    def _ensure_namespace(self, name: str) -> None:
+        key: Key = (NAMESPACES, None, name)
+        if key in self.objects and not self.objects[key].deleted:
+            return
+        namespace: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {"kubernetes.io/metadata.name": name},
+                "uid": str(uuid.uuid4()),
+                "creationTimestamp": _now(),
+            },
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        }
+        self._bump(namespace)
+        if key in self.objects:
+            self.objects[key].create(namespace)
+        else:
+            self.objects[key] = namespace
+        self._record(NAMESPACES, "ADDED", namespace)
+
+    def _patched(self, old: dict[str, Any], request: kmock.Request) -> dict[str, Any]:
+        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip()
+        data = request.data
+        if content_type == "application/apply-patch+yaml":
+            raise _error(415, "UnsupportedMediaType", "server-side apply is not emulated")
+        if content_type == "application/json-patch+json" or isinstance(data, list):
+            try:
+                patched = jsonpatch.apply_patch(old, data, in_place=False)
+            except jsonpatch.JsonPatchTestFailed as exc:
+                raise _error(422, "Invalid", f"the JSON patch test failed: {exc}") from exc
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+                raise _error(422, "Invalid", f"the JSON patch cannot be applied: {exc}") from exc
+            return dict(patched)
+        if not isinstance(data, dict):
+            raise _error(400, "BadRequest", "a merge patch must be a JSON object")
+        expected = (data.get("metadata") or {}).get("resourceVersion")
+        current = old.get("metadata", {}).get("resourceVersion")
+        if expected is not None and expected != current:
+            raise _error(409, "Conflict", "the object has been modified; apply to the latest")
+        result = merge_patch(old, data)
+        assert isinstance(result, dict)
+        return result
+
+    def _update(self, request: kmock.Request, resource: kmock.resource, name: str) -> None:
+        key: Key = (resource, request.namespace, name)
+        stored = self._live_object(key)
+        old: dict[str, Any] = copy.deepcopy(stored.raw)
+        patched = self._patched(old, request)
+        info = self._info(resource)
+        has_status = info is not None and "status" in info.subresources
+        if request.subresource == "status":
+            new = copy.deepcopy(old)
+            if "status" in patched:
+                new["status"] = patched["status"]
+            else:
+                new.pop("status", None)
+        else:
+            new = patched
+            if has_status and request.subresource is None:
+                new.pop("status", None)
+                if "status" in old:
+                    new["status"] = copy.deepcopy(old["status"])
+        new_meta = new.setdefault("metadata", {})
+        old_meta = old.get("metadata", {})
+        for field in (*_IMMUTABLE_META, "resourceVersion"):
+            if field in old_meta:
+                new_meta[field] = old_meta[field]
+        if new == old:
+            return  # a no-op patch changes nothing, not even the resourceVersion
+        if self._content(new) != self._content(old):
+            new_meta["generation"] = int(old_meta.get("generation") or 0) + 1
+        self._bump(new)
+        stored.history.append(new)
+        if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
+            self._remove(key)
+        else:
+            self._record(resource, "MODIFIED", new)
+
+    @staticmethod
+    def _content(obj: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in obj.items() if k not in {"metadata", "status"}}
+
+    def _delete(self, key: Key, *, orphan: bool = False) -> None:
+        stored = self._live_object(key)
+        meta = stored.raw.get("metadata", {})
+        if meta.get("finalizers"):
+            if not meta.get("deletionTimestamp"):
+                new = copy.deepcopy(stored.raw)
+                new["metadata"]["deletionTimestamp"] = _now()
+                self._bump(new)
+                stored.history.append(new)
+                self._record(key[0], "MODIFIED", new)
+            return
+        self._remove(key, orphan=orphan)
+
+    def _remove(self, key: Key, *, orphan: bool = False) -> None:
+        stored = self.objects[key]
+        final = copy.deepcopy(stored.raw)
+        self._bump(final)
+        stored.history.append(final)
+        stored.delete()
+        self._record(key[0], "DELETED", final)
+        uid = final.get("metadata", {}).get("uid")
+        if orphan or uid is None:
+            return
+        for dependant in list(self._owned_by(uid)):
+            if not self.objects[dependant].deleted:
+                self._delete(dependant)
+
+    def _owned_by(self, uid: str) -> Iterator[Key]:
+        for key, obj in self.objects.items():
+            if obj.deleted:
+                continue
+            refs = obj.raw.get("metadata", {}).get("ownerReferences") or []
+            if any(ref.get("uid") == uid for ref in refs):
+                yield key
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _known(self, request: kmock.Request) -> kmock.resource:
+        resource = request.resource
+        if resource is None or resource not in self._get_resources():
+            raise _error(404, "NotFound", "the server could not find the requested resource")
+        return resource
+
+    def _matcher(self, request: kmock.Request) -> Any:
+        labels = parse_label_selector(request.params.get("labelSelector"))
+        fields = _field_filters(request.params.get("fieldSelector"))
+        namespace, name = request.namespace, request.name
+
+        def matches(resource: kmock.resource, obj: Mapping[str, Any]) -> bool:
+            meta = obj.get("metadata") or {}
+            if resource != request.resource:
+                return False
+            if namespace is not None and meta.get("namespace") != namespace:
+                return False
+            if name is not None and meta.get("name") != name:
+                return False
+            for field, (negated, value) in fields.items():
+                actual = meta.get(field.split(".", 1)[1])
+                if (actual == value) == negated:
+                    return False
+            object_labels = meta.get("labels") or {}
+            return all(requirement.matches(object_labels) for requirement in labels)
+
+        return matches
+
+    def _list_kind(self, resource: kmock.resource) -> tuple[str, str]:
+        info = self._info(resource)
+        kind = info.kind if info is not None and info.kind else str(resource.plural).capitalize()
+        api_version = f"{resource.group}/{resource.version}" if resource.group else "v1"
+        return api_version, kind
+
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        resource = self._known(request)
+        matches = self._matcher(request)
+        async with self._lock:
+            items = [
+                copy.deepcopy(obj.raw)
+                for (res, _, _), obj in self.objects.items()
+                if not obj.deleted and matches(res, obj.raw)
+            ]
+            revision = self._revision
+        api_version, kind = self._list_kind(resource)
+        return {
+            "apiVersion": api_version,
+            "kind": f"{kind}List",
+            "metadata": {"resourceVersion": str(revision)},
+            "items": items,
+        }
+
+    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
+        yield b""  # send the headers now, even if nothing happens for a while
+        resource = self._known(request)
+        matches = self._matcher(request)
+        params = request.params
+        loop = asyncio.get_running_loop()
+        timeout = params.get("timeoutSeconds")
+        deadline = loop.time() + float(timeout) if timeout else None
+        since = params.get("resourceVersion")
+        initial = params.get("sendInitialEvents") == "true"
+
+        if initial or not since or since == "0":
+            async with self._lock:
+                position = len(self._events)
+                snapshot = [
+                    copy.deepcopy(obj.raw)
+                    for (res, _, _), obj in self.objects.items()
+                    if not obj.deleted and matches(res, obj.raw)
+                ]
+                revision = self._revision
+            for obj in snapshot:
+                yield {"type": "ADDED", "object": obj}
+            if initial:
+                api_version, kind = self._list_kind(resource)
+                yield {
+                    "type": "BOOKMARK",
+                    "object": {
+                        "apiVersion": api_version,
+                        "kind": kind,
+                        "metadata": {
+                            "resourceVersion": str(revision),
+                            "annotations": {INITIAL_EVENTS_END: "true"},
+                        },
+                    },
+                }
+        else:
+            position = next(
+                (i for i, e in enumerate(self._events) if e.revision > int(since)),
+                len(self._events),
+            )
+
+        while True:
+            while position < len(self._events):
+                event = self._events[position]
+                position += 1
+                if matches(event.resource, event.object):
+                    yield {"type": event.type, "object": copy.deepcopy(event.object)}
+            changed = self._changed
+            if position < len(self._events):
+                continue
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                return
+
+
+def declare_agentfleet_resources(emulator: KubernetesAPIEmulator) -> None:
+    """Declare agentfleet's custom resources, as installing the CRDs does."""
+    from agentfleet_crds.v1alpha1 import GROUP, RESOURCES, VERSION
+
+    for model in RESOURCES:
+        emulator.declare(
+            GROUP,
+            VERSION,
+            model.PLURAL,
+            kind=model.KIND,
+            shortnames=model.SHORT_NAMES,
+            categories=model.CATEGORIES,
+        )

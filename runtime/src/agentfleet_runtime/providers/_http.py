@@ -1,0 +1,96 @@
+"""What the model adapters share: the HTTP client they hand their SDK, and the
+classification of transport failures and error statuses into
+:mod:`agentfleet_runtime.errors`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx2
+
+from agentfleet_runtime.errors import (
+    DependencyConnectionError,
+    DependencyError,
+    DependencyTimeoutError,
+    QuotaExceededError,
+    parse_retry_after,
+    status_error,
+)
+
+#: Connection-pool limits of each provider's HTTP client. Providers are shared per
+#: (provider, base URL, key) by the ProviderPool, so these bound one upstream's fan-out.
+DEFAULT_LIMITS = httpx2.Limits(
+    max_connections=256,
+    max_keepalive_connections=64,
+    # Below the common 5 s idle timeout of servers (uvicorn's default), so that we do not
+    # reuse a connection the server is closing at that very moment.
+    keepalive_expiry=4.0,
+)
+#: Used only when a call does not pass its own timeout (every adapter call does).
+DEFAULT_TIMEOUT = httpx2.Timeout(60.0, connect=5.0)
+
+
+def create_http_client(limits: httpx2.Limits | None = None) -> httpx2.AsyncClient:
+    """An ``httpx2.AsyncClient`` for an SDK's ``http_client=``."""
+    return httpx2.AsyncClient(
+        limits=limits or DEFAULT_LIMITS, timeout=DEFAULT_TIMEOUT, follow_redirects=True
+    )
+
+
+def retry_after(headers: httpx2.Headers) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` (OpenAI) or ``Retry-After``."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    return parse_retry_after(headers.get("retry-after"))
+
+
+def transport_error(exc: httpx2.RequestError, *, dependency: str) -> DependencyError:
+    """A failure below HTTP (raised while a stream is read, where an SDK may not wrap it)."""
+    if isinstance(exc, httpx2.TimeoutException):
+        return DependencyTimeoutError(f"{dependency} timed out: {exc!r}", dependency=dependency)
+    return DependencyConnectionError(
+        f"{dependency} connection failed: {exc!r}", dependency=dependency
+    )
+
+
+def http_status_error(
+    status: int,
+    message: str,
+    *,
+    dependency: str,
+    headers: httpx2.Headers | None = None,
+    quota_exhausted: bool = False,
+) -> DependencyError:
+    """The error for an HTTP error status; ``quota_exhausted`` turns a 429 that retrying
+    cannot fix (an exhausted balance) into a :class:`QuotaExceededError`."""
+    detail = f"{dependency} answered HTTP {status}: {message}"
+    if quota_exhausted:
+        return QuotaExceededError(detail, dependency=dependency)
+    after = retry_after(headers) if headers is not None else None
+    return status_error(status, detail, dependency=dependency, retry_after=after)
+
+
+def error_message(body: object, fallback: str) -> str:
+    """``error.message`` of a provider's error body, else ``fallback``."""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+    return fallback
+
+
+def parse_arguments(raw: str | None) -> dict[str, Any]:
+    """Tool-call arguments from the model's JSON text. Text that is not a JSON object is
+    kept under ``_raw_arguments`` so the tool layer can reject it visibly to the model."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"_raw_arguments": raw}
+    return value if isinstance(value, dict) else {"_raw_arguments": raw}

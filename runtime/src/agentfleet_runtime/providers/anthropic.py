@@ -1,0 +1,297 @@
+"""The Anthropic adapter: the Messages API through the official ``anthropic`` SDK.
+
+Mapping of agentfleet's conversation onto the Messages API:
+
+* ``system`` → the top-level ``system`` parameter;
+* an assistant message → ``text`` and ``tool_use`` blocks;
+* tool results → ``tool_result`` blocks (``is_error`` kept) in a ``user`` message;
+  consecutive results, and a user message that follows them, share that one message (the
+  API wants every result of a turn right after it, results first);
+* tools → ``{name, description, input_schema}``.
+
+The SDK's retries are off (``max_retries=0``): the resilience layer owns retries. Errors,
+including those raised while a stream is read, become :mod:`agentfleet_runtime.errors`.
+``ModelRequest.temperature`` is not sent: the Messages API of the anthropic 2.x SDK has no
+temperature parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Literal, NoReturn
+
+import anthropic
+import httpx2
+from anthropic.types import (
+    ContentBlockParam,
+    MessageContentParam,
+    MessageParam,
+    RawMessageStreamEvent,
+    ToolParam,
+    ToolResultBlockParam,
+)
+from anthropic.types import Message as AnthropicMessage
+
+from agentfleet_runtime.errors import (
+    DependencyConnectionError,
+    DependencyError,
+    DependencyTimeoutError,
+    UpstreamServerError,
+)
+from agentfleet_runtime.messages import Message, ToolCall
+from agentfleet_runtime.providers._http import (
+    create_http_client,
+    error_message,
+    http_status_error,
+    parse_arguments,
+    transport_error,
+)
+from agentfleet_runtime.providers.base import (
+    ModelRequest,
+    ModelResponse,
+    StreamItem,
+    TextDelta,
+    ToolSpec,
+    Usage,
+)
+
+#: The HTTP status of each Messages API error ``type`` (for errors sent mid-stream, whose
+#: response status is 200).
+_ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def to_anthropic_messages(messages: Sequence[Message]) -> list[MessageParam]:
+    """agentfleet messages as Messages API ``messages``."""
+    turns: list[tuple[Literal["user", "assistant"], list[ContentBlockParam]]] = []
+    for message in messages:
+        role: Literal["user", "assistant"] = (
+            "assistant" if message["role"] == "assistant" else "user"
+        )
+        blocks: list[ContentBlockParam] = []
+        if message["role"] == "tool":
+            result: ToolResultBlockParam = {
+                "type": "tool_result",
+                "tool_use_id": message.get("tool_call_id", ""),
+                "content": message["content"],
+            }
+            if message.get("is_error"):
+                result["is_error"] = True
+            blocks.append(result)
+        else:
+            calls = message.get("tool_calls", [])
+            if message["content"] or not calls:
+                blocks.append({"type": "text", "text": message["content"]})
+            blocks.extend(
+                {"type": "tool_use", "id": c["id"], "name": c["name"], "input": c["arguments"]}
+                for c in calls
+            )
+        if turns and turns[-1][0] == role:
+            turns[-1][1].extend(blocks)
+        else:
+            turns.append((role, blocks))
+    wire: list[MessageParam] = []
+    for role, blocks in turns:
+        first = blocks[0]
+        # A lone text block is sent as a plain string, as people write it.
+        content: MessageContentParam = (
+            first["text"] if len(blocks) == 1 and first["type"] == "text" else blocks
+        )
+        if role == "user":
+            wire.append({"role": "user", "content": content})
+        else:
+            wire.append({"role": "assistant", "content": content})
+    return wire
+
+
+def to_anthropic_tools(tools: Sequence[ToolSpec]) -> list[ToolParam]:
+    return [
+        {"name": t.name, "description": t.description, "input_schema": t.input_schema}
+        for t in tools
+    ]
+
+
+def _stop_reason(reason: str | None, has_calls: bool) -> str:
+    if reason is None:
+        return "tool_use" if has_calls else "end_turn"
+    return reason
+
+
+class AnthropicProvider:
+    """A :class:`~agentfleet_runtime.providers.base.ModelProvider` for Anthropic's API (or
+    anything that speaks the Messages API at ``base_url``)."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        name: str = "anthropic",
+        http_client: httpx2.AsyncClient | None = None,
+        http_limits: httpx2.Limits | None = None,
+    ) -> None:
+        """``http_client``, when given, is shared and not closed by :meth:`aclose`."""
+        self.name = name
+        self.dependency = f"llm:{name}"
+        self._owns_http_client = http_client is None
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            http_client=http_client if http_client is not None else create_http_client(http_limits),
+        )
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        try:
+            message = await self._client.messages.create(
+                model=request.model,
+                max_tokens=request.max_tokens,
+                messages=to_anthropic_messages(request.messages),
+                system=request.system or anthropic.omit,
+                tools=to_anthropic_tools(request.tools) if request.tools else anthropic.omit,
+                timeout=request.timeout_seconds,
+            )
+        except (anthropic.APIError, httpx2.RequestError) as exc:
+            self._raise(exc)
+        return self._response(message)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
+        text: list[str] = []
+        calls: dict[int, tuple[str, str, list[str]]] = {}  # block index → id, name, json
+        model = request.model
+        stop_reason: str | None = None
+        input_tokens = output_tokens = 0
+        finished = False
+        try:
+            events = await self._client.messages.create(
+                model=request.model,
+                max_tokens=request.max_tokens,
+                messages=to_anthropic_messages(request.messages),
+                system=request.system or anthropic.omit,
+                tools=to_anthropic_tools(request.tools) if request.tools else anthropic.omit,
+                stream=True,
+                timeout=request.timeout_seconds,
+            )
+            async with events:
+                event: RawMessageStreamEvent
+                async for event in events:
+                    if event.type == "message_start":
+                        model = event.message.model
+                        input_tokens = event.message.usage.input_tokens
+                        output_tokens = event.message.usage.output_tokens
+                    elif event.type == "content_block_start":
+                        block = event.content_block
+                        if block.type == "tool_use":
+                            calls[event.index] = (block.id, block.name, [])
+                    elif event.type == "content_block_delta":
+                        delta = event.delta
+                        if delta.type == "text_delta":
+                            text.append(delta.text)
+                            yield TextDelta(delta.text)
+                        elif delta.type == "input_json_delta" and event.index in calls:
+                            calls[event.index][2].append(delta.partial_json)
+                    elif event.type == "message_delta":
+                        stop_reason = event.delta.stop_reason or stop_reason
+                        output_tokens = event.usage.output_tokens
+                        if event.usage.input_tokens is not None:
+                            input_tokens = event.usage.input_tokens
+                    elif event.type == "message_stop":
+                        finished = True
+        except (anthropic.APIError, httpx2.RequestError) as exc:
+            self._raise(exc)
+        if not finished:
+            raise DependencyConnectionError(
+                f"{self.dependency} ended the stream before the message was complete",
+                dependency=self.dependency,
+            )
+        tool_calls: list[ToolCall] = [
+            {"id": call_id, "name": name, "arguments": parse_arguments("".join(parts))}
+            for _, (call_id, name, parts) in sorted(calls.items())
+        ]
+        yield self._final(
+            "".join(text), tool_calls, stop_reason, model, input_tokens, output_tokens
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_http_client:
+            await self._client.close()
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _response(self, message: AnthropicMessage) -> ModelResponse:
+        text: list[str] = []
+        tool_calls: list[ToolCall] = []
+        for block in message.content:
+            if block.type == "text":
+                text.append(block.text)
+            elif block.type == "tool_use":
+                tool_calls.append(
+                    {"id": block.id, "name": block.name, "arguments": dict(block.input)}
+                )
+        return self._final(
+            "".join(text),
+            tool_calls,
+            message.stop_reason,
+            message.model,
+            message.usage.input_tokens,
+            message.usage.output_tokens,
+        )
+
+    @staticmethod
+    def _final(
+        text: str,
+        tool_calls: list[ToolCall],
+        stop_reason: str | None,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> ModelResponse:
+        message: Message = {"role": "assistant", "content": text}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        return ModelResponse(
+            message=message,
+            stop_reason=_stop_reason(stop_reason, bool(tool_calls)),
+            model=model,
+            usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens),
+        )
+
+    def _raise(self, exc: anthropic.APIError | httpx2.RequestError) -> NoReturn:
+        raise self._translate(exc) from exc
+
+    def _translate(self, exc: anthropic.APIError | httpx2.RequestError) -> DependencyError:
+        dependency = self.dependency
+        if isinstance(exc, httpx2.RequestError):
+            return transport_error(exc, dependency=dependency)
+        if isinstance(exc, anthropic.APITimeoutError):
+            return DependencyTimeoutError(f"{dependency} timed out", dependency=dependency)
+        if isinstance(exc, anthropic.APIConnectionError):
+            return DependencyConnectionError(
+                f"{dependency} is unreachable: {exc.message}", dependency=dependency
+            )
+        if isinstance(exc, anthropic.APIStatusError):
+            error_type = exc.type if isinstance(exc.type, str) else None
+            status = exc.status_code
+            if status < 400:  # an error event inside a stream that had started fine
+                status = _ERROR_TYPE_STATUS.get(error_type or "", 500)
+            message = exc.api_message or error_message(exc.body, exc.message)
+            return http_status_error(
+                status,
+                f"{message} ({error_type})" if error_type else message,
+                dependency=dependency,
+                headers=exc.response.headers,
+                quota_exhausted=error_type == "billing_error",
+            )
+        return UpstreamServerError(
+            f"{dependency} sent a response we could not read: {exc.message}", dependency=dependency
+        )

@@ -1,0 +1,310 @@
+"""The OpenAI adapter: Chat Completions through the official ``openai`` SDK — OpenAI itself
+and every OpenAI-compatible server (vLLM, Ollama, LiteLLM, agentfleet's fake) through
+``base_url``.
+
+Mapping of agentfleet's conversation onto Chat Completions:
+
+* ``system`` → a leading ``system`` message;
+* an assistant message → ``content`` (``null`` when it only calls tools) and
+  ``tool_calls`` (``{"type": "function", "function": {"name", "arguments": <JSON text>}}``);
+* a tool result → a ``role: tool`` message with its ``tool_call_id`` (Chat Completions has
+  no error flag: an error result is sent as its text);
+* tools → ``{"type": "function", "function": {name, description, parameters}}``.
+
+Streams ask for usage (``stream_options.include_usage``) and accumulate tool-call deltas
+by ``index``. The SDK's retries are off (``max_retries=0``): the resilience layer owns
+retries. Errors, including those raised while a stream is read, become
+:mod:`agentfleet_runtime.errors`. Stop reasons use Anthropic's vocabulary
+(``end_turn``, ``tool_use``, ``max_tokens``) so that callers see one set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Literal, NoReturn, TypedDict
+
+import httpx2
+import openai
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageFunctionToolCallParam,
+    ChatCompletionMessageParam,
+)
+
+from agentfleet_runtime.errors import (
+    DependencyConnectionError,
+    DependencyError,
+    DependencyTimeoutError,
+    UpstreamServerError,
+)
+from agentfleet_runtime.messages import Message, ToolCall
+from agentfleet_runtime.providers._http import (
+    create_http_client,
+    error_message,
+    http_status_error,
+    parse_arguments,
+    transport_error,
+)
+from agentfleet_runtime.providers.base import (
+    ModelRequest,
+    ModelResponse,
+    StreamItem,
+    TextDelta,
+    ToolSpec,
+    Usage,
+)
+
+MaxTokensParameter = Literal["max_tokens", "max_completion_tokens"]
+
+
+class _MaxTokens(TypedDict, total=False):
+    max_tokens: int
+    max_completion_tokens: int
+
+
+_STOP_REASONS = {
+    "stop": "end_turn",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "length": "max_tokens",
+}
+
+
+def to_openai_messages(
+    system: str, messages: Sequence[Message]
+) -> list[ChatCompletionMessageParam]:
+    """agentfleet messages (and the system prompt) as Chat Completions ``messages``."""
+    wire: list[ChatCompletionMessageParam] = []
+    if system:
+        wire.append({"role": "system", "content": system})
+    for message in messages:
+        if message["role"] == "user":
+            wire.append({"role": "user", "content": message["content"]})
+        elif message["role"] == "tool":
+            wire.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": message.get("tool_call_id", ""),
+                    "content": message["content"],
+                }
+            )
+        else:
+            calls = message.get("tool_calls", [])
+            tool_calls: list[ChatCompletionMessageFunctionToolCallParam] = [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {
+                        "name": call["name"],
+                        "arguments": json.dumps(call["arguments"], ensure_ascii=False),
+                    },
+                }
+                for call in calls
+            ]
+            if tool_calls:
+                wire.append(
+                    {
+                        "role": "assistant",
+                        "content": message["content"] or None,
+                        "tool_calls": tool_calls,
+                    }
+                )
+            else:
+                wire.append({"role": "assistant", "content": message["content"]})
+    return wire
+
+
+def to_openai_tools(tools: Sequence[ToolSpec]) -> list[ChatCompletionFunctionToolParam]:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": t.name,
+                "description": t.description,
+                "parameters": t.input_schema,
+            },
+        }
+        for t in tools
+    ]
+
+
+def _stop_reason(reason: str | None, has_calls: bool) -> str:
+    if reason is None:
+        return "tool_use" if has_calls else "end_turn"
+    return _STOP_REASONS.get(reason, reason)
+
+
+def _default_max_tokens_parameter(base_url: str | None) -> MaxTokensParameter:
+    # OpenAI's own API wants max_completion_tokens (reasoning models reject max_tokens);
+    # OpenAI-compatible servers (vLLM, Ollama...) have long understood max_tokens.
+    if base_url is None or "api.openai.com" in base_url:
+        return "max_completion_tokens"
+    return "max_tokens"
+
+
+class OpenAIProvider:
+    """A :class:`~agentfleet_runtime.providers.base.ModelProvider` for OpenAI's Chat
+    Completions API, or any OpenAI-compatible server at ``base_url``."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        name: str = "openai",
+        http_client: httpx2.AsyncClient | None = None,
+        http_limits: httpx2.Limits | None = None,
+        max_tokens_parameter: MaxTokensParameter | None = None,
+    ) -> None:
+        """``http_client``, when given, is shared and not closed by :meth:`aclose`.
+        ``max_tokens_parameter`` is ``max_completion_tokens`` for OpenAI itself and
+        ``max_tokens`` for other servers unless set."""
+        self.name = name
+        self.dependency = f"llm:{name}"
+        self._max_tokens_parameter = max_tokens_parameter or _default_max_tokens_parameter(base_url)
+        self._owns_http_client = http_client is None
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            http_client=http_client if http_client is not None else create_http_client(http_limits),
+        )
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        try:
+            completion: ChatCompletion = await self._client.chat.completions.create(
+                model=request.model,
+                messages=to_openai_messages(request.system, request.messages),
+                tools=to_openai_tools(request.tools) if request.tools else openai.omit,
+                temperature=request.temperature if request.temperature is not None else openai.omit,
+                timeout=request.timeout_seconds,
+                **self._max_tokens(request),
+            )
+        except (openai.APIError, httpx2.RequestError) as exc:
+            self._raise(exc)
+        if not completion.choices:
+            raise UpstreamServerError(
+                f"{self.dependency} answered without a choice", dependency=self.dependency
+            )
+        choice = completion.choices[0]
+        tool_calls: list[ToolCall] = [
+            {
+                "id": call.id,
+                "name": call.function.name,
+                "arguments": parse_arguments(call.function.arguments),
+            }
+            for call in choice.message.tool_calls or []
+            if call.type == "function"
+        ]
+        usage = completion.usage
+        return self._final(
+            choice.message.content or "",
+            tool_calls,
+            choice.finish_reason,
+            completion.model,
+            Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
+        )
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
+        text: list[str] = []
+        calls: dict[int, list[str]] = {}  # index → [id, name, arguments...]
+        model = request.model
+        finish_reason: str | None = None
+        usage = Usage()
+        try:
+            chunks = await self._client.chat.completions.create(
+                model=request.model,
+                messages=to_openai_messages(request.system, request.messages),
+                tools=to_openai_tools(request.tools) if request.tools else openai.omit,
+                temperature=request.temperature if request.temperature is not None else openai.omit,
+                stream=True,
+                stream_options={"include_usage": True},
+                timeout=request.timeout_seconds,
+                **self._max_tokens(request),
+            )
+            async with chunks:
+                async for chunk in chunks:
+                    model = chunk.model or model
+                    if chunk.usage is not None:
+                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    for choice in chunk.choices[:1]:
+                        delta = choice.delta
+                        if delta.content:
+                            text.append(delta.content)
+                            yield TextDelta(delta.content)
+                        for part in delta.tool_calls or []:
+                            entry = calls.setdefault(part.index, ["", ""])
+                            if part.id:
+                                entry[0] = part.id
+                            if part.function is not None:
+                                if part.function.name and not entry[1]:
+                                    entry[1] = part.function.name
+                                if part.function.arguments:
+                                    entry.append(part.function.arguments)
+                        if choice.finish_reason is not None:
+                            finish_reason = choice.finish_reason
+        except (openai.APIError, httpx2.RequestError) as exc:
+            self._raise(exc)
+        if finish_reason is None:
+            raise DependencyConnectionError(
+                f"{self.dependency} ended the stream before the answer was complete",
+                dependency=self.dependency,
+            )
+        tool_calls: list[ToolCall] = [
+            {"id": entry[0], "name": entry[1], "arguments": parse_arguments("".join(entry[2:]))}
+            for _, entry in sorted(calls.items())
+        ]
+        yield self._final("".join(text), tool_calls, finish_reason, model, usage)
+
+    async def aclose(self) -> None:
+        if self._owns_http_client:
+            await self._client.close()
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _max_tokens(self, request: ModelRequest) -> _MaxTokens:
+        if self._max_tokens_parameter == "max_tokens":
+            return {"max_tokens": request.max_tokens}
+        return {"max_completion_tokens": request.max_tokens}
+
+    @staticmethod
+    def _final(
+        text: str, tool_calls: list[ToolCall], finish_reason: str | None, model: str, usage: Usage
+    ) -> ModelResponse:
+        message: Message = {"role": "assistant", "content": text}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        return ModelResponse(
+            message=message,
+            stop_reason=_stop_reason(finish_reason, bool(tool_calls)),
+            model=model,
+            usage=usage,
+        )
+
+    def _raise(self, exc: openai.APIError | httpx2.RequestError) -> NoReturn:
+        raise self._translate(exc) from exc
+
+    def _translate(self, exc: openai.APIError | httpx2.RequestError) -> DependencyError:
+        dependency = self.dependency
+        if isinstance(exc, httpx2.RequestError):
+            return transport_error(exc, dependency=dependency)
+        if isinstance(exc, openai.APITimeoutError):
+            return DependencyTimeoutError(f"{dependency} timed out", dependency=dependency)
+        if isinstance(exc, openai.APIConnectionError):
+            return DependencyConnectionError(
+                f"{dependency} is unreachable: {exc.message}", dependency=dependency
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return http_status_error(
+                exc.status_code,
+                error_message(exc.body, exc.message),
+                dependency=dependency,
+                headers=exc.response.headers,
+                quota_exhausted=exc.code == "insufficient_quota",
+            )
+        # An error object sent inside a stream, or a response we could not parse.
+        return UpstreamServerError(
+            f"{dependency} failed: {error_message(exc.body, exc.message)}", dependency=dependency
+        )
