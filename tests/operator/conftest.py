@@ -3,9 +3,7 @@ client pointed at it."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import kmock
 import kopf
@@ -31,18 +29,3 @@ async def kube(emulator: KubernetesAPIEmulator) -> AsyncIterator[KubeClient]:
     await client.connect(kopf.ConnectionInfo(server=str(emulator.url)))
     yield client
     await client.close()
-
-
-async def eventually[T](
-    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 5.0, what: str = "condition"
-) -> T:
-    """Poll ``probe`` until it returns something truthy; its last value on success."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last: Any = None
-    while loop.time() < deadline:
-        last = await probe()
-        if last:
-            return last  # type: ignore[no-any-return]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")

@@ -67,7 +67,10 @@ async def test_status_subresource_is_separate(kube: KubeClient) -> None:
     ignored = await kube.patch(AGENTS, "ns", "a", {"status": {"endpoint": "x"}})
     assert "status" not in ignored
     status = await kube.patch(
-        AGENTS, "ns", "a", {"status": {"endpoint": "x"}, "spec": {"maxSteps": 3}},
+        AGENTS,
+        "ns",
+        "a",
+        {"status": {"endpoint": "x"}, "spec": {"maxSteps": 3}},
         subresource="status",
     )
     assert status["status"] == {"endpoint": "x"}
@@ -82,7 +85,7 @@ async def test_failed_json_patch_test_answers_422(
     rv = created["metadata"]["resourceVersion"]
     url = f"{str(emulator.url).rstrip('/')}/api/v1/namespaces/ns/configmaps/one"
     headers = {"Content-Type": "application/json-patch+json"}
-    ops = [
+    ops: list[dict[str, Any]] = [
         {"op": "test", "path": "/metadata/resourceVersion", "value": "stale"},
         {"op": "add", "path": "/metadata/finalizers", "value": ["x"]},
     ]
@@ -118,8 +121,13 @@ async def test_owner_references_are_garbage_collected(kube: KubeClient) -> None:
     owner = await kube.create(AGENTS, "ns", agent("a"))
     child = config_map("child")
     child["metadata"]["ownerReferences"] = [
-        {"apiVersion": "agentfleet.dev/v1alpha1", "kind": "Agent", "name": "a",
-         "uid": owner["metadata"]["uid"], "controller": True}
+        {
+            "apiVersion": "agentfleet.dev/v1alpha1",
+            "kind": "Agent",
+            "name": "a",
+            "uid": owner["metadata"]["uid"],
+            "controller": True,
+        }
     ]
     await kube.create(CONFIG_MAPS, "ns", child)
     await kube.create(CONFIG_MAPS, "ns", config_map("unrelated"))
@@ -142,20 +150,19 @@ async def test_invalid_json_patch_answers_422(kube: KubeClient) -> None:
         await kube._request(  # a raw JSON patch: the client itself only merge-patches
             "PATCH",
             CONFIG_MAPS.path("ns", "one"),
-            body=[{"op": "remove", "path": "/nope"}],  # type: ignore[arg-type]
+            body=[{"op": "remove", "path": "/nope"}],
             content_type="application/json-patch+json",
         )
 
 
-async def watch(
-    emulator: KubernetesAPIEmulator, path: str, **params: str
-) -> list[dict[str, Any]]:
+async def watch(emulator: KubernetesAPIEmulator, path: str, **params: str) -> list[dict[str, Any]]:
     """The events of a watch that the server ends after ``timeoutSeconds``."""
     events: list[dict[str, Any]] = []
     query = {"watch": "true", "timeoutSeconds": "0.3", **params}
-    async with aiohttp.ClientSession() as http, http.get(
-        f"{str(emulator.url).rstrip('/')}{path}", params=query
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{str(emulator.url).rstrip('/')}{path}", params=query) as response,
+    ):
         async for line in response.content:
             if line.strip():
                 events.append(json.loads(line))
@@ -194,8 +201,11 @@ async def test_watch_streams_live_changes_with_selectors(
 async def test_initial_events_end_with_a_bookmark(
     emulator: KubernetesAPIEmulator, kube: KubeClient
 ) -> None:
-    await kube.create(DEPLOYMENTS, "ns", {"apiVersion": "apps/v1", "kind": "Deployment",
-                                          "metadata": {"name": "d"}, "spec": {}})
+    await kube.create(
+        DEPLOYMENTS,
+        "ns",
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {}},
+    )
     events = await watch(emulator, DEPLOYMENTS.path(), sendInitialEvents="true")
     assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
     annotations = events[1]["object"]["metadata"]["annotations"]

@@ -23,7 +23,7 @@ from agentfleet_operator.kube.resources import (
 from agentfleet_operator.render.meta import CONFIG_HASH_ANNOTATION
 from agentfleet_operator.settings import OperatorSettings
 from agentfleet_operator.testing.emulator import KubernetesAPIEmulator
-from tests.operator.conftest import eventually
+from agentfleet_operator.testing.waiting import eventually
 
 NS = "team-a"
 
@@ -178,9 +178,7 @@ async def test_agent_lifecycle(emulator: KubernetesAPIEmulator, kube: KubeClient
         config = await kube.get(CONFIG_MAPS, NS, "helper-config")
         deployment = await kube.get(DEPLOYMENTS, NS, "helper")
         assert "Be thorough." in config["data"]["config.yaml"]
-        new_hash = deployment["spec"]["template"]["metadata"]["annotations"][
-            CONFIG_HASH_ANNOTATION
-        ]
+        new_hash = deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
         assert new_hash != first_hash
         assert helper["status"]["configHash"] == new_hash
         assert deployment["metadata"]["generation"] == 2

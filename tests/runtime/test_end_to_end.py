@@ -4,6 +4,7 @@ tool calls → MCP client → demo MCP server over streamable HTTP."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -210,13 +211,22 @@ async def test_step_limit_ends_a_looping_turn(runtime: Runtime) -> None:
     assert len(runtime.fake.script.requests) == 2
 
 
+def _sample(metrics: str, series: str) -> float:
+    match = re.search(rf"^{re.escape(series)} (\S+)$", metrics, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
 async def test_health_and_metrics(runtime: Runtime) -> None:
     assert (await runtime.client.get("/healthz/live")).json() == {"status": "ok"}
+    assert (await runtime.client.get("/healthz/ready")).status_code == 503  # no agent yet
     await runtime.create_agent()
     assert (await runtime.client.get("/healthz/ready")).status_code == 200
     session = await runtime.create_session()
+    series = 'agentfleet_turns_total{agent="calc",outcome="completed"}'
+    before = _sample((await runtime.client.get("/metrics")).text, series)
     await runtime.client.post(f"/api/v1/sessions/{session}/messages", json={"content": "hi"})
     metrics = (await runtime.client.get("/metrics")).text
-    assert 'agentfleet_turns_total{agent="calc",outcome="completed"} 1.0' in metrics
+    assert _sample(metrics, series) == before + 1
+    assert 'agentfleet_model_call_duration_seconds_count{model="fake-model"' in metrics
     openapi = (await runtime.client.get("/openapi.json")).json()
     assert "/api/v1/sessions/{session_id}/messages" in openapi["paths"]

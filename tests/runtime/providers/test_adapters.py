@@ -449,3 +449,48 @@ async def test_aclose_closes_the_http_client(fake: RunningFakeProvider) -> None:
     await provider.complete(request_for([user_message("hi")]))
     await provider.aclose()
     assert provider._client._client.is_closed
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (429, {"openai": RateLimitedError, "anthropic": RateLimitedError}),
+        (529, {"openai": UpstreamServerError, "anthropic": OverloadedError}),
+        (500, {"openai": UpstreamServerError, "anthropic": UpstreamServerError}),
+    ],
+)
+async def test_an_error_event_inside_a_started_stream_is_translated(
+    provider: ModelProvider,
+    fake: RunningFakeProvider,
+    status: int,
+    expected: dict[str, type[DependencyError]],
+) -> None:
+    fake.script.push(
+        FakeReply(
+            text="one two three four",
+            status=status,
+            error_after_chunks=2,
+            error_message="mid-stream",
+        )
+    )
+    received: list[str] = []
+
+    async def read_stream() -> None:
+        async for item in provider.stream(request_for([user_message("hi")])):
+            assert isinstance(item, TextDelta)
+            received.append(item.text)
+
+    with pytest.raises(DependencyError) as caught:
+        await read_stream()
+    assert type(caught.value) is expected[wire_of(provider)]
+    assert "mid-stream" in caught.value.detail
+    assert received == ["one", " two"]
+    assert len(fake.script.requests) == 1
+
+
+async def test_error_after_chunks_is_a_plain_error_status_without_streaming(
+    provider: ModelProvider, fake: RunningFakeProvider
+) -> None:
+    fake.script.push(FakeReply(status=429, error_after_chunks=2, retry_after=1))
+    with pytest.raises(RateLimitedError):
+        await provider.complete(request_for([user_message("hi")]))

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +22,8 @@ import pytest
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount
-from starlette.types import ASGIApp
 
 from agentfleet_crds.contract import ResolvedMCPServer
 from agentfleet_crds.v1alpha1.mcpserver import MCPTimeouts, MCPTransport
@@ -51,14 +51,16 @@ def http_config(url: str, name: str = "demo", **kwargs: Any) -> ResolvedMCPServe
     return ResolvedMCPServer(name=name, transport=MCPTransport.STREAMABLE_HTTP, url=url, **kwargs)
 
 
-def host_app(*mounts: tuple[str, DemoServerApp], middleware: Any = None) -> Starlette:
+def host_app(
+    *mounts: tuple[str, DemoServerApp], middleware: Sequence[Middleware] | None = None
+) -> Starlette:
     """A host app mounting MCP apps, running their lifespans in its own (as the dev server
     does: a mounted app's lifespan does not run)."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            for _, demo in mounts:
+            for _prefix, demo in mounts:
                 await stack.enter_async_context(demo.lifespan())
             yield
 
@@ -74,22 +76,25 @@ async def serve_mounted_demo(
     prefix: str = "/mcp/demo",
     *,
     port: int | None = None,
-    wrap: Callable[[ASGIApp], ASGIApp] | None = None,
 ) -> AsyncIterator[RunningServer]:
     """The demo server mounted at ``prefix`` in a host app served over real HTTP."""
-    app: ASGIApp = host_app((prefix, demo_server_asgi()))
-    async with running_server(wrap(app) if wrap else app, port=port) as server:
+    async with running_server(host_app((prefix, demo_server_asgi())), port=port) as server:
         yield server
 
 
 def build_slow_server(list_delay: float = 0.0) -> MCPServer:
-    """A server with a ``sleep`` tool, whose ``tools/list`` answers after ``list_delay``."""
+    """A server with a ``sleep`` tool, whose first ``tools/list`` answers after
+    ``list_delay``."""
+    listings = 0
 
     async def slow_listing(
         ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
+        nonlocal listings
         if ctx.method == "tools/list":
-            await asyncio.sleep(list_delay)
+            listings += 1
+            if listings == 1:
+                await asyncio.sleep(list_delay)
         return await call_next(ctx)
 
     server = MCPServer("slow", middleware=[slow_listing] if list_delay else None)
@@ -246,8 +251,8 @@ def kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")

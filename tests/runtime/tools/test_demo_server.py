@@ -189,7 +189,7 @@ def test_convert_units_errors(source: str, target: str, value: float, message: s
 
 
 def test_unknown_unit_lists_the_supported_ones() -> None:
-    with pytest.raises(ValueError, match="(?s)length: m, km.*temperature: C, F, K"):
+    with pytest.raises(ValueError, match=r"(?s)length: m, km.*temperature: C, F, K"):
         convert(1, "parsec", "m")
 
 
@@ -340,17 +340,19 @@ MCP_HEADERS = {"accept": "application/json, text/event-stream"}
 
 async def test_http_app_is_stateless_json_and_checks_the_host_header() -> None:
     demo = demo_server_asgi()
-    async with running_server(host_app(("/mcp", demo))) as server:
-        async with httpx2.AsyncClient(base_url=server.url) as http:
-            ok = await http.post("/mcp/", json=INITIALIZE, headers=MCP_HEADERS)
-            assert ok.status_code == 200
-            assert ok.headers["content-type"].startswith("application/json")  # no SSE
-            assert "mcp-session-id" not in ok.headers  # stateless
-            assert ok.json()["result"]["serverInfo"]["name"] == "agentfleet-demo"
-            hostile = await http.post(
-                "/mcp/", json=INITIALIZE, headers=MCP_HEADERS | {"host": "evil.example"}
-            )
-            assert hostile.status_code >= 400
+    async with (
+        running_server(host_app(("/mcp", demo))) as server,
+        httpx2.AsyncClient(base_url=server.url) as http,
+    ):
+        ok = await http.post("/mcp/", json=INITIALIZE, headers=MCP_HEADERS)
+        assert ok.status_code == 200
+        assert ok.headers["content-type"].startswith("application/json")  # no SSE
+        assert "mcp-session-id" not in ok.headers  # stateless
+        assert ok.json()["result"]["serverInfo"]["name"] == "agentfleet-demo"
+        hostile = await http.post(
+            "/mcp/", json=INITIALIZE, headers=MCP_HEADERS | {"host": "evil.example"}
+        )
+        assert hostile.status_code >= 400
 
 
 async def test_http_app_host_check_can_be_configured() -> None:

@@ -169,7 +169,7 @@ async def test_a_server_that_never_answers_times_out() -> None:
     )
     server = MCPToolServer(config)
     started = time.monotonic()
-    with pytest.raises(DependencyTimeoutError, match="within 0.5s"):
+    with pytest.raises(DependencyTimeoutError, match=r"within 0.5s"):
         await server.list_tools()
     # The handshake bound, then the bounded shutdown of the mute process (stdin closed,
     # then SIGTERM after the SDK's 2 s grace).
@@ -180,7 +180,7 @@ async def test_a_server_that_never_answers_times_out() -> None:
 async def test_a_slow_call_times_out_and_the_session_survives() -> None:
     async with MCPToolServer(slow_stdio_config(timeouts=timeouts(call=0.3))) as server:
         started = time.monotonic()
-        with pytest.raises(DependencyTimeoutError, match="within 0.3s"):
+        with pytest.raises(DependencyTimeoutError, match=r"within 0.3s"):
             await server.call_tool("sleep", {"seconds": 10})
         assert time.monotonic() - started < 1.5
         assert server.connected

@@ -11,7 +11,7 @@ import kopf
 from agentfleet_crds.v1alpha1 import API_VERSION, Agent
 from agentfleet_operator.handlers.agents import plain
 from agentfleet_operator.handlers.context import context_from
-from agentfleet_operator.kube import KubeError
+from agentfleet_operator.kube import ConflictError, KubeClient, KubeError
 from agentfleet_operator.kube.resources import AGENTS
 from agentfleet_operator.render.meta import AGENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from agentfleet_operator.status import DeploymentState, refresh_status
@@ -31,6 +31,40 @@ def controlling_agent(deployment: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+async def sync_agent_status(
+    kube: KubeClient,
+    namespace: str,
+    owner: tuple[str, str],
+    deployment: DeploymentState | None,
+    *,
+    attempts: int = 3,
+) -> bool:
+    """Recompute the owning Agent's status from its Deployment; whether it was patched.
+    The patch is conditional on the Agent's resourceVersion, so a status the reconcile wrote
+    meanwhile (a newer generation) is never overwritten with one computed from an older read."""
+    name, uid = owner
+    for _ in range(attempts):
+        agent = await kube.get_or_none(AGENTS, namespace, name)
+        if agent is None or (agent.get("metadata") or {}).get("uid") != uid:
+            return False
+        status = refresh_status(agent.get("status"), deployment, datetime.now(UTC))
+        if status is None:
+            return False
+        precondition = {"resourceVersion": agent["metadata"]["resourceVersion"]}
+        try:
+            await kube.patch(
+                AGENTS,
+                namespace,
+                name,
+                {"metadata": precondition, "status": status},
+                subresource="status",
+            )
+        except ConflictError:
+            continue  # the Agent changed since the read: read again
+        return True
+    return False
+
+
 async def deployment_changed(
     type: str | None,
     body: kopf.Body,
@@ -43,18 +77,11 @@ async def deployment_changed(
     owner = controlling_agent(deployment)
     if owner is None or namespace is None:
         return
-    name, uid = owner
-    kube = context_from(memo).kube
+    state = None if type == "DELETED" else DeploymentState.from_body(deployment)
     try:
-        agent = await kube.get_or_none(AGENTS, namespace, name)
-        if agent is None or (agent.get("metadata") or {}).get("uid") != uid:
-            return
-        state = None if type == "DELETED" else DeploymentState.from_body(deployment)
-        status = refresh_status(agent.get("status"), state, datetime.now(UTC))
-        if status is not None:
-            await kube.patch(AGENTS, namespace, name, {"status": status}, subresource="status")
+        await sync_agent_status(context_from(memo).kube, namespace, owner, state)
     except KubeError as exc:  # the next Deployment event or Agent reconcile catches up
-        logger.warning(f"Could not update Agent {namespace}/{name} status: {exc}")
+        logger.warning(f"Could not update Agent {namespace}/{owner[0]} status: {exc}")
 
 
 def register(registry: kopf.OperatorRegistry) -> None:

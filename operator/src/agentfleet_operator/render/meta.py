@@ -86,5 +86,5 @@ def object_meta(
     if annotations:
         meta["annotations"] = dict(annotations)
     if owner is not None:
-        meta["ownerReferences"] = [owner]
+        meta["ownerReferences"] = [dict(owner)]
     return meta

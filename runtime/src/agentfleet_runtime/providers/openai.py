@@ -72,6 +72,16 @@ _STOP_REASONS = {
 }
 
 
+#: The HTTP status an error object sent inside a stream stands for (by code, then type).
+_IN_STREAM_ERROR_STATUS = {
+    "rate_limit_exceeded": 429,
+    "invalid_api_key": 401,
+    "model_not_found": 404,
+    "invalid_request_error": 400,
+    "server_error": 500,
+}
+
+
 def to_openai_messages(
     system: str, messages: Sequence[Message]
 ) -> list[ChatCompletionMessageParam]:
@@ -304,7 +314,18 @@ class OpenAIProvider:
                 headers=exc.response.headers,
                 quota_exhausted=exc.code == "insufficient_quota",
             )
-        # An error object sent inside a stream, or a response we could not parse.
-        return UpstreamServerError(
-            f"{dependency} failed: {error_message(exc.body, exc.message)}", dependency=dependency
+        if isinstance(exc, openai.APIResponseValidationError):
+            return UpstreamServerError(
+                f"{dependency} sent a response we could not read: {exc.message}",
+                dependency=dependency,
+            )
+        # An error object sent inside a stream that had started fine (HTTP 200).
+        status = _IN_STREAM_ERROR_STATUS.get(exc.code or "") or _IN_STREAM_ERROR_STATUS.get(
+            exc.type or "", 500
+        )
+        return http_status_error(
+            status,
+            f"{error_message(exc.body, exc.message)} (in the stream)",
+            dependency=dependency,
+            quota_exhausted=exc.code == "insufficient_quota",
         )

@@ -24,7 +24,11 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from agentfleet_crds.contract import ResolvedMCPServer
-from agentfleet_runtime.errors import DependencyError
+from agentfleet_runtime.errors import (
+    DependencyAuthError,
+    DependencyConnectionError,
+    DependencyError,
+)
 from agentfleet_runtime.providers.base import ToolSpec
 from agentfleet_runtime.tools.base import ToolResult, ToolServer
 from agentfleet_runtime.tools.mcp.client import CLOSE_TIMEOUT_SECONDS, MCPToolServer
@@ -238,7 +242,11 @@ class ToolRegistry:
         try:
             result = await server.call_tool(route.tool, arguments)
         except DependencyError as exc:
-            self._mark(server.name, "unavailable", exc.detail)
+            # Unreachable or refusing our credentials: the server is down. A slow or failed
+            # call is this call's problem: the server keeps its status, with the reason.
+            down = isinstance(exc, DependencyConnectionError | DependencyAuthError)
+            status = "unavailable" if down else self._health[server.name].status
+            self._mark(server.name, status, exc.detail)
             return self._unavailable(name, server.name, exc.detail)
         except Exception as exc:  # a broken adapter must not break the turn
             log.exception("tool %s on server %s raised", name, server.name)
@@ -247,6 +255,7 @@ class ToolRegistry:
             return self._unavailable(name, server.name, reason)
         if self._health[server.name].status != "available":
             self._mark(server.name, "available", None)
+            log.info("tool server %s is available again", server.name)
         return result
 
     @staticmethod

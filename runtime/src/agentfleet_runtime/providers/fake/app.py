@@ -34,6 +34,7 @@ from agentfleet_runtime.providers.fake.render import (
     openai_completion,
     openai_stream,
     split_words,
+    stream_error_event,
 )
 from agentfleet_runtime.providers.fake.script import (
     FakeReply,
@@ -116,10 +117,14 @@ class _EventStreamResponse(Response):
         *,
         drop_after_chunks: int | None,
         chunk_delay: float,
+        error_event: bytes | None = None,
     ) -> None:
+        """At the drop point, ``error_event`` (if any) is sent and the stream ends cleanly;
+        otherwise the connection is closed."""
         super().__init__()
         self._stream, self._header_list = stream, headers
         self._drop, self._delay = drop_after_chunks, chunk_delay
+        self._error_event = error_event
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self._header_list})
@@ -128,13 +133,20 @@ class _EventStreamResponse(Response):
         for index, event in enumerate(stream.events):
             is_content = stream.content[index]
             if drop is not None and (index >= stream.finale or (is_content and sent >= drop)):
-                return  # the server closes the connection mid-stream
+                if self._error_event is None:
+                    return  # the server closes the connection mid-stream
+                await send({"type": "http.response.body", "body": self._error_event})
+                return
             if is_content:
                 sent += 1
                 if delay > 0 and not await _pause(delay, receive):
                     return
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+
+#: The delivery options of an offline-model answer (no latency, no faults).
+_OFFLINE = FakeReply()
 
 
 def _estimate_tokens(chars: int) -> int:
@@ -195,38 +207,47 @@ class _FakeProvider:
         except WireError as exc:
             return self._error(wire, 400, str(exc), request_id, headers)
 
-        reply = self.script.next_reply()
-        if (
-            reply is not None
-            and reply.latency_seconds > 0
-            and not await _pause(reply.latency_seconds, request.receive)
+        reply = self.script.next_reply()  # None: the offline model answers
+        options = reply if reply is not None else _OFFLINE
+        if options.latency_seconds > 0 and not await _pause(
+            options.latency_seconds, request.receive
         ):
             return _NoResponse()
-        if reply is not None and reply.is_error:
-            if reply.retry_after is not None:
-                headers.append((b"retry-after", _seconds(reply.retry_after)))
-            return self._error(wire, reply.status, reply.error_message, request_id, headers)
+        error_in_stream = (
+            options.is_error and parsed.stream and options.error_after_chunks is not None
+        )
+        if options.is_error and not error_in_stream:
+            if options.retry_after is not None:
+                headers.append((b"retry-after", _seconds(options.retry_after)))
+            return self._error(wire, options.status, options.error_message, request_id, headers)
 
         answer = self._answer(wire, sequence, parsed, reply, len(body["messages"]))
-        drop = reply.drop_after_chunks if reply is not None else None
-        if parsed.stream:
-            stream = (
-                openai_stream(answer, int(time.time()), include_usage=parsed.include_usage)
-                if wire == "openai"
-                else anthropic_stream(answer)
+        now = int(time.time())
+        if not parsed.stream:
+            payload = (
+                openai_completion(answer, now) if wire == "openai" else anthropic_message(answer)
             )
+            drop = options.drop_after_chunks is not None
+            return _RawResponse(200, payload, [*_JSON_HEADERS, *headers], drop=drop)
+        stream = (
+            openai_stream(answer, now, include_usage=parsed.include_usage)
+            if wire == "openai"
+            else anthropic_stream(answer)
+        )
+        if error_in_stream:
             return _EventStreamResponse(
                 stream,
                 [*_SSE_HEADERS, *headers],
-                drop_after_chunks=drop,
-                chunk_delay=reply.chunk_delay_seconds if reply is not None else 0.0,
+                drop_after_chunks=options.error_after_chunks,
+                chunk_delay=options.chunk_delay_seconds,
+                error_event=stream_error_event(wire, options.status, options.error_message),
             )
-        payload = (
-            openai_completion(answer, int(time.time()))
-            if wire == "openai"
-            else anthropic_message(answer)
+        return _EventStreamResponse(
+            stream,
+            [*_SSE_HEADERS, *headers],
+            drop_after_chunks=options.drop_after_chunks,
+            chunk_delay=options.chunk_delay_seconds,
         )
-        return _RawResponse(200, payload, [*_JSON_HEADERS, *headers], drop=drop is not None)
 
     def _record(self, request: Request, wire: WireFormat, body: dict[str, Any]) -> None:
         raw_headers = {

@@ -364,3 +364,13 @@ def error_body(wire: WireFormat, status: int, message: str | None, request_id: s
     if wire == "openai":
         return openai_error(status, message)
     return anthropic_error(status, message, request_id)
+
+
+def stream_error_event(wire: WireFormat, status: int, message: str | None) -> bytes:
+    """The error a provider sends inside a stream that had started fine."""
+    if wire == "openai":
+        return b"data: " + openai_error(status, message) + b"\n\n"
+    kind, default = _ANTHROPIC_ERRORS.get(status, ("api_error", "Internal server error."))
+    return _event(
+        "error", {"type": "error", "error": {"type": kind, "message": message or default}}
+    )

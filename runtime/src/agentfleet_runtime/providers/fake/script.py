@@ -37,6 +37,10 @@ class FakeReply:
     * ``drop_after_chunks``: close the connection after this many content chunks (text
       pieces and tool-argument pieces), without finishing the response. For a
       non-streaming request the body is cut in half.
+    * ``error_after_chunks`` (with an error ``status``): a stream starts fine (HTTP 200) and,
+      after this many content chunks, carries the provider's in-stream error event for
+      ``status`` (e.g. Anthropic's ``overloaded_error``) and ends. A non-streaming request
+      gets the plain error status.
     * ``input_tokens`` / ``output_tokens``: the usage to report (estimated if unset).
     """
 
@@ -48,6 +52,7 @@ class FakeReply:
     error_message: str | None = None
     drop_after_chunks: int | None = None
     chunk_delay_seconds: float = 0.0
+    error_after_chunks: int | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
 
