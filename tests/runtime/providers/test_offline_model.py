@@ -68,6 +68,11 @@ def test_a_tool_without_required_parameters_gets_empty_arguments(text: str) -> N
     assert (call.name, dict(call.arguments)) == ("current_time", {})
 
 
+def test_a_lone_optional_text_parameter_takes_the_phrase() -> None:
+    call = call_for("current time in Europe/Paris")
+    assert (call.name, dict(call.arguments)) == ("current_time", {"timezone": "Europe/Paris"})
+
+
 def test_explicit_json_after_the_name_wins() -> None:
     call = call_for('calculate {"expression": "2+2", "precision": 3} now')
     assert dict(call.arguments) == {"expression": "2+2", "precision": 3}

@@ -246,3 +246,14 @@ async def test_a_rotated_secret_is_picked_up_after_a_401(tmp_path: Path) -> None
             with pytest.raises(DependencyAuthError, match="HTTP 401") as caught:
                 await server.call_tool("calculate", {"expression": "3"})
             assert not caught.value.retryable
+
+
+async def test_closing_while_connecting_leaves_no_connection_behind() -> None:
+    async with serve_mounted_demo() as running:
+        server = MCPToolServer(http_config(running.url + "/mcp/demo/"))
+        starting = asyncio.create_task(server.start())
+        await asyncio.sleep(0)  # the connect is under way
+        await server.aclose()
+        with pytest.raises(DependencyConnectionError, match="closed"):
+            await starting
+        assert not server.connected

@@ -1,7 +1,7 @@
 """A Kubernetes API emulator kopf runs reliably against: :class:`kmock.KubernetesEmulator`
 plus the server behaviour kopf relies on.
 
-What it adds to plain kmock 0.8 (see docs in /work/shared/NOTES.md, "kmock"):
+What it adds to plain kmock 0.8:
 
 * ``metadata.resourceVersion`` (one counter for the whole server, bumped on every change),
   ``uid``, ``creationTimestamp``, ``generation`` (bumped when anything but ``metadata`` and

@@ -14,12 +14,21 @@ import structlog
 LogFormat = Literal["json", "console"]
 
 
+def _drop_color_message(
+    _logger: object, _name: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """uvicorn passes a duplicate, ANSI-coloured copy of its messages as an extra."""
+    event.pop("color_message", None)
+    return event
+
+
 def configure_logging(level: str = "INFO", fmt: LogFormat = "json") -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
+        _drop_color_message,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor = (

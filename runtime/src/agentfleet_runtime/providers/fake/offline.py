@@ -31,7 +31,7 @@ _LEADING_FILLER = frozenset(
     {
         "please", "can", "you", "could", "would", "for", "me", "us", "of", "the", "what",
         "whats", "what's", "is", "are", "this", "that", "to", "with", "on", "about",
-        "using", "now", "tell", "show", "give",
+        "using", "now", "tell", "show", "give", "in", "at",
     }
 )  # fmt: skip
 _TRAILING_FILLER = ("for me", "for us", "please", "thanks", "thank you", "now")
@@ -114,10 +114,16 @@ def _arguments_for(schema: dict[str, Any], rest: str) -> dict[str, Any]:
             if isinstance(value, dict):
                 return value
     required = [name for name in schema.get("required") or () if isinstance(name, str)]
-    if not required:
-        return {}
     properties = schema.get("properties") or {}
     phrase = _clean(rest)
+    if not required:
+        # A lone optional text parameter takes the phrase when there is one
+        # ("current time in Europe/Paris" → timezone="Europe/Paris").
+        texts = [n for n, p in properties.items() if _is_free_text(p)]
+        meaningful = phrase.lower() not in _LEADING_FILLER | set(_TRAILING_FILLER)
+        if phrase and meaningful and len(properties) == 1 and texts:
+            return {texts[0]: phrase}
+        return {}
     arguments: dict[str, Any] = {}
     # The phrase goes to the first required free-text parameter (else the first required
     # one); the others get their default.

@@ -208,6 +208,8 @@ class _Connection:
         if response.status_code >= 400:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             self.http_error = (response.status_code, retry_after)
+        else:
+            self.http_error = None
 
     async def _transport(self, stack: contextlib.AsyncExitStack) -> Transport:
         config = self.config
@@ -251,7 +253,7 @@ class _Connection:
                 self.client = client
                 self._ready.set()
                 await self._wake.wait()
-        except Exception as exc:  # the connection's end, reported to whoever waits on it
+        except (Exception, BaseExceptionGroup) as exc:  # the end, for whoever waits on it
             self.error = exc
         finally:
             self.client = None
@@ -410,6 +412,11 @@ class MCPToolServer:
         return f"MCPToolServer({self.name!r}, {self.config.transport.value}, {target.strip()!r})"
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called (a closed client does not reconnect)."""
+        return self._closed
+
+    @property
     def connected(self) -> bool:
         """Whether a live session is open right now."""
         return self._connection is not None and self._connection.alive
@@ -457,6 +464,11 @@ class MCPToolServer:
                     extra={"mcp_server": self.name, "error": type(exc).__name__},
                 )
                 raise
+            if self.closed:  # closed while we were connecting
+                await connection.close()
+                raise DependencyConnectionError(
+                    f"MCP server {self.name!r}: the client is closed", dependency=self.dependency
+                )
             self._connection = connection
             log.info(
                 "MCP server %s: connected over %s (protocol %s) in %.2fs",
@@ -472,20 +484,21 @@ class MCPToolServer:
         self, connection: _Connection, exc: MCPError, *, during: str
     ) -> _ConnectionLostError:
         """Classify a request that failed because its connection ended."""
-        cause = await connection.cause()
-        refused = isinstance(cause, httpx2.ConnectError)
-        # A restarted stateful server no longer knows our session: it ran nothing.
-        unknown_session = exc.message == "Session terminated"
-        if unknown_session:
+        if exc.message == "Session terminated":
+            # A restarted stateful (pre-2026 protocol) server no longer knows our session:
+            # it ran nothing, and the session is useless from now on.
             connection.error = connection.error or exc
             await connection.close()
-        error = connection.translate(cause if cause is not None else exc, during=during)
-        if unknown_session:
-            error = DependencyConnectionError(
+            unknown = DependencyConnectionError(
                 f"MCP server {self.name!r} ({during}): the server no longer knows the session",
                 dependency=self.dependency,
             )
-        return _ConnectionLostError(error, resend=refused or unknown_session)
+            return _ConnectionLostError(unknown, resend=True)
+        cause = await connection.cause()
+        # Connection refused: the request never left (an HTTP server that went away).
+        refused = isinstance(cause, httpx2.ConnectError)
+        error = connection.translate(cause if cause is not None else exc, during=during)
+        return _ConnectionLostError(error, resend=refused)
 
     @staticmethod
     def _refused(connection: _Connection, exc: MCPError, *, during: str) -> Exception:
