@@ -8,7 +8,8 @@ ARGS ?=
 dev:  ## set up and run the runtime with its embedded defaults on http://127.0.0.1:8000
 	$(UV) run agentfleet dev $(ARGS)
 
-test:  ## run the whole test suite
+test:  ## run the whole test suite (installs redis-server if missing and possible)
+	scripts/ensure-test-tools
 	$(UV) run --frozen pytest $(ARGS)
 
 lint:  ## ruff (lint + format check) and mypy --strict

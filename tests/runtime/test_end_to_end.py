@@ -102,7 +102,8 @@ async def test_streamed_turn_events_arrive_in_order(runtime: Runtime) -> None:
     result = next(e for e in events if e["event"] == "tool.result")["data"]["data"]
     assert result["content"] == "1024"
     ids = [int(e["id"]) for e in events]
-    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
     assert runtime.fake.script.requests[0].stream is True
 
     # The same events are kept by the session for clients that reconnect.
