@@ -36,6 +36,7 @@ import yaml
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SESSION_TURNS = 10
 
 
 def free_port() -> int:
@@ -86,6 +87,20 @@ async def wait_http(url: str, within: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
+async def wait_tcp(port: int, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on port {port}") from None
+            await asyncio.sleep(0.1)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -94,8 +109,13 @@ def pct(values: list[float], q: float) -> float:
 async def run_session(
     client: httpx2.AsyncClient, turns: int, latencies: list[float], errors: list[str]
 ) -> None:
-    session = (await client.post("/api/v1/sessions", json={"agent": "bench"})).json()["id"]
+    """One user's conversation; a new session every SESSION_TURNS turns keeps the history
+    (which every model call sends again) at a realistic length."""
+    session = ""
     for i in range(turns):
+        if i % SESSION_TURNS == 0:
+            response = await client.post("/api/v1/sessions", json={"agent": "bench"})
+            session = response.json()["id"]
         started = time.perf_counter()
         response = await client.post(
             f"/api/v1/sessions/{session}/messages", json={"content": f"calculate 17*{i + 23}"}
@@ -160,7 +180,7 @@ async def main() -> None:
         ) as mcp_pid,
     ):
         await wait_http(f"http://127.0.0.1:{fake_port}/v1/models")
-        await wait_http(f"http://127.0.0.1:{mcp_port}/mcp")
+        await wait_tcp(mcp_port)  # a GET on an MCP endpoint opens a long-lived stream
         with process(
             "runtime",
             [

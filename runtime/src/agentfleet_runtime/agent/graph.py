@@ -81,6 +81,8 @@ class TurnContext:
     stream: bool = False
     emit: Emit | None = None
     usage: TurnUsage = field(default_factory=TurnUsage)
+    #: The messages this turn's nodes added (so the caller need not re-read the thread).
+    produced: list[Message] = field(default_factory=list)
 
     async def report(self, event: EventType, data: dict[str, Any]) -> None:
         if self.emit is not None:
@@ -121,6 +123,7 @@ async def call_model(state: AgentState, runtime: Runtime[TurnContext]) -> dict[s
         response.usage.output_tokens
     )
     await ctx.report(EventType.MODEL_MESSAGE, {"message": response.message})
+    ctx.produced.append(response.message)
     return {"messages": [response.message], "steps": state["steps"] + 1}
 
 
@@ -160,8 +163,9 @@ async def run_tools(state: AgentState, runtime: Runtime[TurnContext]) -> dict[st
         )
         return tool_message(call, result.content, is_error=result.is_error)
 
-    results = await asyncio.gather(*(run(call) for call in calls))
-    return {"messages": list(results)}
+    results = list(await asyncio.gather(*(run(call) for call in calls)))
+    ctx.produced.extend(results)
+    return {"messages": results}
 
 
 def next_after_model(state: AgentState) -> str:

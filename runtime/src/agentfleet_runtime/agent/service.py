@@ -246,18 +246,28 @@ class AgentService:
 
     async def run_turn(self, session_id: str, content: str) -> TurnResult:
         """Run one turn to its end and return the answer. The turn runs in its own task:
-        a caller that goes away (client disconnect) does not cancel it."""
-        task = await self.start_turn(session_id, content)
+        a caller that goes away (client disconnect) does not cancel it. Nobody watches
+        this turn token by token, so the model is not asked to stream (cheaper); its
+        other events are recorded as usual."""
+        task = await self.start_turn(session_id, content, stream_tokens=False)
         return await asyncio.shield(task)
 
     async def start_turn(
-        self, session_id: str, content: str, *, turn_id: str | None = None
+        self,
+        session_id: str,
+        content: str,
+        *,
+        turn_id: str | None = None,
+        stream_tokens: bool = True,
     ) -> asyncio.Task[TurnResult]:
+        """Start a turn in its own task. ``stream_tokens``: emit ``model.delta`` events
+        (when the runtime's ``stream_tokens`` setting allows it)."""
         session = await self.get_session(session_id)
         agent = self.loaded_agent(session.agent)
         turn_id = turn_id or f"turn_{uuid.uuid4().hex}"
         task = asyncio.create_task(
-            self._run_turn(session, agent, turn_id, content), name=f"turn {turn_id}"
+            self._run_turn(session, agent, turn_id, content, stream_tokens),
+            name=f"turn {turn_id}",
         )
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -280,7 +290,12 @@ class AgentService:
                 return
 
     async def _run_turn(
-        self, session: SessionRecord, agent: LoadedAgent, turn_id: str, content: str
+        self,
+        session: SessionRecord,
+        agent: LoadedAgent,
+        turn_id: str,
+        content: str,
+        stream_tokens: bool,
     ) -> TurnResult:
         session_id = session.id
 
@@ -291,8 +306,7 @@ class AgentService:
             started = time.perf_counter()
             await self._set_status(session_id, SessionStatus.RUNNING)
             await emit(EventType.TURN_STARTED, {"agent": agent.name, "content": content})
-            before = len(await self._thread_messages(session_id))
-            context = self._context(agent, emit)
+            context = self._context(agent, emit, stream_tokens)
             outcome = "completed"
             try:
                 state = await self._graph.ainvoke(
@@ -314,7 +328,7 @@ class AgentService:
                 elapsed = time.perf_counter() - started
                 metrics.TURNS.labels(agent=agent.name, outcome=outcome).inc()
                 metrics.TURN_SECONDS.labels(agent=agent.name).observe(elapsed)
-            new_messages: list[Message] = state["messages"][before:]
+            new_messages: list[Message] = [user_message(content), *context.produced]
             result = TurnResult(
                 turn_id=turn_id,
                 session_id=session_id,
@@ -331,7 +345,7 @@ class AgentService:
             await emit(EventType.TURN_COMPLETED, result.model_dump(mode="json"))
             return result
 
-    def _context(self, agent: LoadedAgent, emit: Emit) -> TurnContext:
+    def _context(self, agent: LoadedAgent, emit: Emit, stream_tokens: bool) -> TurnContext:
         model = agent.config.spec.model
         return TurnContext(
             provider=agent.provider,
@@ -342,7 +356,7 @@ class AgentService:
             max_tokens=model.max_tokens,
             temperature=model.temperature,
             timeout_seconds=model.timeout_seconds,
-            stream=self._stream_tokens,
+            stream=stream_tokens and self._stream_tokens,
             emit=emit,
         )
 

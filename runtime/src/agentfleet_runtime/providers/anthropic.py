@@ -18,7 +18,7 @@ temperature parameter.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 import anthropic
 import httpx2
@@ -127,6 +127,18 @@ def _stop_reason(reason: str | None, has_calls: bool) -> str:
     return reason
 
 
+def conversation_body(request: ModelRequest) -> dict[str, Any]:
+    """System prompt, conversation and tools, already in wire format, for ``extra_body``
+    (the SDK otherwise re-walks every message against its TypedDict params on each call;
+    see :func:`agentfleet_runtime.providers.openai.conversation_body`)."""
+    body: dict[str, Any] = {"messages": to_anthropic_messages(request.messages)}
+    if request.system:
+        body["system"] = request.system
+    if request.tools:
+        body["tools"] = to_anthropic_tools(request.tools)
+    return body
+
+
 class AnthropicProvider:
     """A :class:`~agentfleet_runtime.providers.base.ModelProvider` for Anthropic's API (or
     anything that speaks the Messages API at ``base_url``)."""
@@ -156,9 +168,8 @@ class AnthropicProvider:
             message = await self._client.messages.create(
                 model=request.model,
                 max_tokens=request.max_tokens,
-                messages=to_anthropic_messages(request.messages),
-                system=request.system or anthropic.omit,
-                tools=to_anthropic_tools(request.tools) if request.tools else anthropic.omit,
+                messages=[],  # sent in extra_body: see conversation_body()
+                extra_body=conversation_body(request),
                 timeout=request.timeout_seconds,
             )
         except (anthropic.APIError, httpx2.RequestError) as exc:
@@ -176,9 +187,8 @@ class AnthropicProvider:
             events = await self._client.messages.create(
                 model=request.model,
                 max_tokens=request.max_tokens,
-                messages=to_anthropic_messages(request.messages),
-                system=request.system or anthropic.omit,
-                tools=to_anthropic_tools(request.tools) if request.tools else anthropic.omit,
+                messages=[],  # sent in extra_body: see conversation_body()
+                extra_body=conversation_body(request),
                 stream=True,
                 timeout=request.timeout_seconds,
             )

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Literal, NoReturn, TypedDict
+from typing import Any, Literal, NoReturn, TypedDict
 
 import httpx2
 import openai
@@ -154,6 +154,20 @@ def _default_max_tokens_parameter(base_url: str | None) -> MaxTokensParameter:
     return "max_tokens"
 
 
+def conversation_body(request: ModelRequest) -> dict[str, Any]:
+    """The conversation and tools, already in wire format, for the SDK's ``extra_body``.
+
+    Passed as ``messages=``/``tools=``, the SDK walks every message against its TypedDict
+    params on every call (``async_maybe_transform``), which for our plain-JSON messages
+    changes nothing and measured 37% of the runtime's CPU in the turn benchmark
+    (docs/performance.md). ``extra_body`` is the SDK's public way to send JSON as is.
+    """
+    body: dict[str, Any] = {"messages": to_openai_messages(request.system, request.messages)}
+    if request.tools:
+        body["tools"] = to_openai_tools(request.tools)
+    return body
+
+
 class OpenAIProvider:
     """A :class:`~agentfleet_runtime.providers.base.ModelProvider` for OpenAI's Chat
     Completions API, or any OpenAI-compatible server at ``base_url``."""
@@ -186,8 +200,8 @@ class OpenAIProvider:
         try:
             completion: ChatCompletion = await self._client.chat.completions.create(
                 model=request.model,
-                messages=to_openai_messages(request.system, request.messages),
-                tools=to_openai_tools(request.tools) if request.tools else openai.omit,
+                messages=[],  # sent in extra_body: see conversation_body()
+                extra_body=conversation_body(request),
                 temperature=request.temperature if request.temperature is not None else openai.omit,
                 timeout=request.timeout_seconds,
                 **self._max_tokens(request),
@@ -226,8 +240,8 @@ class OpenAIProvider:
         try:
             chunks = await self._client.chat.completions.create(
                 model=request.model,
-                messages=to_openai_messages(request.system, request.messages),
-                tools=to_openai_tools(request.tools) if request.tools else openai.omit,
+                messages=[],  # sent in extra_body: see conversation_body()
+                extra_body=conversation_body(request),
                 temperature=request.temperature if request.temperature is not None else openai.omit,
                 stream=True,
                 stream_options={"include_usage": True},
