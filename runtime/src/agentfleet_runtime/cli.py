@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -148,9 +149,18 @@ def _serve(application: object, host: str, port: int, serving: asyncio.Event | N
             serving.set()
         await task
 
-    asyncio.run(run())
+    asyncio.run(run(), loop_factory=_loop_factory())
     if not server.started:
         sys.exit(1)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (uvicorn[standard] brings it; Linux/macOS), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 @app.command()

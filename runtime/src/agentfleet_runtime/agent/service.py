@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Durability
 from pydantic import BaseModel
 
 from agentfleet_crds.contract import AgentConfig, ResolvedMCPServer
@@ -116,6 +117,7 @@ class AgentService:
         providers: ProviderPool,
         stream_tokens: bool = True,
         read_only: bool = False,
+        durability: Durability = "async",
     ) -> None:
         """``read_only``: agents come only from the runtime config (cluster mode)."""
         self._agents = agents
@@ -125,6 +127,10 @@ class AgentService:
         self._providers = providers
         self._stream_tokens = stream_tokens
         self._read_only = read_only
+        #: When LangGraph checkpoints a turn: "exit" (once, at its end: cheapest; a turn
+        #: interrupted by a crash is re-run or dead-lettered, never half-applied),
+        #: "async"/"sync" (after every step).
+        self._durability: Durability = durability
         self._graph = build_agent_graph(checkpointer)
         self._loaded: dict[str, LoadedAgent] = {}
         #: MCP servers and resilience policies agents created through the API may use.
@@ -313,6 +319,7 @@ class AgentService:
                     {"messages": [user_message(content)], "steps": 0},
                     {"configurable": {"thread_id": session_id}},
                     context=context,
+                    durability=self._durability,
                 )
             except AgentfleetError as exc:
                 outcome = "failed"
