@@ -117,7 +117,7 @@ class AgentService:
         providers: ProviderPool,
         stream_tokens: bool = True,
         read_only: bool = False,
-        durability: Durability = "async",
+        durability: Durability = "exit",
     ) -> None:
         """``read_only``: agents come only from the runtime config (cluster mode)."""
         self._agents = agents
