@@ -1,4 +1,5 @@
-"""FastAPI dependencies as ``Annotated`` aliases."""
+"""FastAPI dependencies as ``Annotated`` aliases. They are ``async``: FastAPI runs a
+sync dependency in a thread pool, a thread hop per request for nothing."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from fastapi import Depends, Request, WebSocket
 from agentfleet_runtime.agent.service import AgentService
 
 
-def _service(request: Request) -> AgentService:
+async def _service(request: Request) -> AgentService:
     service: AgentService = request.app.state.service
     return service
 
 
-def ws_service(websocket: WebSocket) -> AgentService:
+async def ws_service(websocket: WebSocket) -> AgentService:
     service: AgentService = websocket.app.state.service
     return service
 
