@@ -96,9 +96,8 @@ def _constraints(node: dict[str, Any]) -> str:
     for key, label in (("minimum", "≥"), ("maximum", "≤")):
         if key in node:
             exclusive = node.get("exclusive" + key.capitalize())
-            parts.append(
-                f"{'>' if exclusive and key == 'minimum' else '<' if exclusive else label} {node[key]}"
-            )
+            sign = (">" if key == "minimum" else "<") if exclusive else label
+            parts.append(f"{sign} {node[key]}")
     for key, label in (("minLength", "min length"), ("maxLength", "max length"),
                        ("minItems", "min items"), ("maxItems", "max items")):  # fmt: skip
         if key in node:
@@ -253,7 +252,7 @@ def metrics() -> str:
         except ImportError:
             continue
     rows = []
-    for collector in list(REGISTRY._collector_to_names):  # noqa: SLF001 - the registry's only index
+    for collector in list(REGISTRY._collector_to_names):
         describe = getattr(collector, "describe", None)
         for family in describe() if describe else []:
             if not family.name.startswith("agentfleet"):
