@@ -24,8 +24,12 @@ format:
 crds:  ## regenerate the CRD YAML from the models
 	$(UV) run --frozen agentfleet crds generate
 
-bench:  ## run the benchmarks (prints figures)
+bench:  ## run the benchmarks (each prints its figures)
 	$(UV) run --frozen python bench/turn_latency.py
+	$(UV) run --frozen python bench/operator_scale.py
+	$(UV) run --frozen python bench/ws_idle.py
+	$(UV) run --frozen python bench/ws_fanout.py
+	$(UV) run --frozen python bench/ws_token_latency.py
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

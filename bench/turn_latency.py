@@ -257,6 +257,10 @@ async def main() -> None:
         },
         "server_time_per_turn_ms_at_concurrency": {k: round(v, 2) for k, v in per_turn_ms.items()},
         "cpu_ms_per_turn_by_process": {k: round(v / turns * 1000, 2) for k, v in cpu.items()},
+        # What one runtime process could do if it had a core to itself: a figure that
+        # does not depend on what else this machine is running.
+        "runtime_cpu_ceiling_turns_per_second": round(turns / cpu["runtime"], 1),
+        "load_average_1m": os.getloadavg()[0],
         "errors": len(errors),
         "stream_tokens": args.stream_tokens,
         "cpus": os.cpu_count(),

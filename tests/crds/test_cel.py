@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from agentfleet_crds.generate import NAME_RULE
+from agentfleet_crds.generate import NAME_RULE, name_rule
 from agentfleet_crds.schema import apply_defaults, walk
 from agentfleet_crds.v1alpha1 import RESOURCES, MCPServer, SecretBinding
 from agentfleet_crds.v1alpha1.agent import AutoscalingSpec
@@ -52,7 +52,14 @@ CEL_TWINS: dict[type[BaseModel], list[tuple[str, str]]] = {
 RULE_CASES: dict[str, tuple[list[Any], list[Any]]] = {
     NAME_RULE["rule"]: (
         [{"metadata": {"name": n}} for n in ("a", "support", "agent-2", "x" * 63)],
-        [{"metadata": {"name": n}} for n in ("Agent", "a_b", "-a", "a-", "a.b", "x" * 64)],
+        [
+            {"metadata": {"name": n}}
+            for n in ("Agent", "a_b", "-a", "a-", "a.b", "x" * 64, "2agent", "0")
+        ],
+    ),
+    name_rule(MCPServer.NAME_MAX_LENGTH)["rule"]: (
+        [{"metadata": {"name": n}} for n in ("a", "search", "crm-2", "x" * 59)],
+        [{"metadata": {"name": n}} for n in ("Search", "1search", "x" * 60)],
     ),
     "self.minReplicas <= self.maxReplicas": (
         [{"minReplicas": 1, "maxReplicas": 1}, {"minReplicas": 2, "maxReplicas": 10}],

@@ -114,7 +114,14 @@ def test_spec_cel_rules_and_status_schema_are_in_place() -> None:
     spec_rules = schema["properties"]["spec"]["x-kubernetes-validations"]
     assert [r for r in MCPServer.SPEC_CEL_RULES if r not in spec_rules] == []
     status = schema["properties"]["status"]
-    assert set(status["properties"]) == {"conditions", "observedGeneration", "url", "tools"}
+    assert set(status["properties"]) == {
+        "conditions",
+        "observedGeneration",
+        "url",
+        "tools",
+        "replicas",
+        "readyReplicas",
+    }
     conditions = status["properties"]["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]

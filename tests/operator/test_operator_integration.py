@@ -3,15 +3,8 @@ missing references, and Deployment readiness flipping the Agent's Ready conditio
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-import kopf
-
-from agentfleet_operator.handlers import create_registry
-from agentfleet_operator.handlers.context import SETTINGS_KEY
 from agentfleet_operator.kube import KubeClient
 from agentfleet_operator.kube.resources import (
     AGENTS,
@@ -21,42 +14,11 @@ from agentfleet_operator.kube.resources import (
     SERVICES,
 )
 from agentfleet_operator.render.meta import CONFIG_HASH_ANNOTATION
-from agentfleet_operator.settings import OperatorSettings
 from agentfleet_operator.testing.emulator import KubernetesAPIEmulator
+from agentfleet_operator.testing.operator import running_operator
 from agentfleet_operator.testing.waiting import eventually
 
 NS = "team-a"
-
-
-@contextlib.asynccontextmanager
-async def running_operator(
-    emulator: KubernetesAPIEmulator, kube: KubeClient
-) -> AsyncIterator[None]:
-    """kopf, as ``agentfleet-operator`` runs it, pointed at the emulator. Started and stopped
-    in the test's own task: on exit kopf waits for (then cancels) every task created after it
-    started, so the test's client is closed first (its keep-alive connections are served by
-    such tasks)."""
-    settings = OperatorSettings(
-        kube_api_server=str(emulator.url), dependency_retry_seconds=0.3, apply_retry_seconds=0.3
-    )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(
-        kopf.operator(
-            registry=create_registry(),
-            standalone=True,
-            clusterwide=True,
-            stop_flag=stop,
-            ready_flag=ready,
-            memo=kopf.Memo({SETTINGS_KEY: settings}),
-        )
-    )
-    try:
-        await asyncio.wait_for(ready.wait(), 5)
-        yield
-    finally:
-        await kube.close()
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 def mcp_server(name: str, spec: dict[str, Any]) -> dict[str, Any]:

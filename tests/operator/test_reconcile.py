@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from agentfleet_operator.handlers.agents import reconcile
-from agentfleet_operator.handlers.context import OperatorContext
-from agentfleet_operator.handlers.deployments import sync_agent_status
+from agentfleet_operator.context import OperatorContext
+from agentfleet_operator.controller.agents import reconcile, reconcile_agent
 from agentfleet_operator.kube import KubeClient
 from agentfleet_operator.kube.apply import contains
 from agentfleet_operator.kube.resources import (
@@ -22,7 +21,7 @@ from agentfleet_operator.kube.resources import (
     RESILIENCE_POLICIES,
 )
 from agentfleet_operator.settings import OperatorSettings
-from agentfleet_operator.status import Applied, Blocked, DeploymentState
+from agentfleet_operator.status import Applied, Blocked
 
 NS = "team-a"
 
@@ -155,15 +154,19 @@ def test_contains() -> None:
 async def test_deployment_status_flows_into_the_agent(
     context: OperatorContext, kube: KubeClient
 ) -> None:
-    raw = await kube.create(AGENTS, NS, agent_body())
-    result = await reconcile(context, raw)
-    await kube.patch(AGENTS, NS, "helper", {"status": result.status}, subresource="status")
+    await kube.create(AGENTS, NS, agent_body())
+    assert await reconcile_agent(context, NS, "helper") is None
     agent = await kube.get(AGENTS, NS, "helper")
-    owner = ("helper", agent["metadata"]["uid"])
-    ready = DeploymentState(desired=1, ready=1, updated=1, available=1)
-
-    assert await sync_agent_status(kube, NS, owner, ready)
-    assert ready_reason((await kube.get(AGENTS, NS, "helper"))["status"]) == "DeploymentReady"
-    assert not await sync_agent_status(kube, NS, owner, ready)  # nothing new: no write
-    assert not await sync_agent_status(kube, NS, ("helper", "another-uid"), None)
-    assert not await sync_agent_status(kube, NS, ("gone", "x"), None)
+    assert ready_reason(agent["status"]) == "RolloutInProgress"
+    deployment = await kube.get(DEPLOYMENTS, NS, "helper")
+    ready = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1}
+    await kube.patch(DEPLOYMENTS, NS, "helper", {"status": ready}, subresource="status")
+    await reconcile_agent(context, NS, "helper")
+    agent = await kube.get(AGENTS, NS, "helper")
+    assert ready_reason(agent["status"]) == "DeploymentReady"
+    assert agent["status"]["readyReplicas"] == 1
+    version = agent["metadata"]["resourceVersion"]
+    await reconcile_agent(context, NS, "helper")  # nothing new: no write
+    assert (await kube.get(AGENTS, NS, "helper"))["metadata"]["resourceVersion"] == version
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == agent["metadata"]["uid"]
+    assert await reconcile_agent(context, NS, "gone") is None

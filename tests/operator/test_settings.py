@@ -61,4 +61,26 @@ def test_cli_namespaces_override_the_environment(monkeypatch: pytest.MonkeyPatch
     assert settings_from(parse_args(["--all-namespaces"])).clusterwide
     args = parse_args(["--liveness", "http://0.0.0.0:9090/healthz"])
     assert args.liveness_endpoint == "http://0.0.0.0:9090/healthz"
-    assert parse_args([]).liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert parse_args([]).liveness_endpoint == ""
+    assert settings_from(parse_args(["--health-address", ""])).health_address == ""
+    assert settings_from(parse_args([])).health_address == "0.0.0.0:8080"
+
+
+def test_operator_settings_from_env() -> None:
+    settings = OperatorSettings.from_env(
+        {
+            "AGENTFLEET_OPERATOR_MESH": "linkerd",
+            "AGENTFLEET_OPERATOR_WORKERS": "3",
+            "AGENTFLEET_OPERATOR_LEADER_ELECTION": "false",
+            "POD_NAMESPACE": "agentfleet-system",
+            "POD_NAME": "op-1",
+        }
+    )
+    assert settings.mesh == "linkerd"
+    assert settings.workers == 3
+    assert not settings.leader_election
+    assert settings.lease_namespace == "agentfleet-system"
+    assert settings.pod_name == "op-1"
+    assert OperatorSettings(namespaces=("team-a",)).lease_namespace == "team-a"
+    with pytest.raises(ValidationError):
+        OperatorSettings.from_env({"AGENTFLEET_OPERATOR_MESH": "consul"})

@@ -12,11 +12,20 @@ from agentfleet_crds.v1alpha1.agent import AgentSpec
 from agentfleet_crds.v1alpha1.common import CamelModel, SecretKeyRef
 from agentfleet_crds.v1alpha1.mcpserver import MCPServer, MCPTimeouts, MCPTransport
 from agentfleet_crds.v1alpha1.resiliencepolicy import ResiliencePolicySpec
+from agentfleet_crds.v1alpha1.secretbinding import SecretProviderName
 
 #: Where the operator mounts Kubernetes Secrets in runtime pods: ``<dir>/<secret>/<key>``.
 SECRETS_MOUNT_DIR = "/var/run/agentfleet/secrets"
 #: Where the operator mounts the rendered runtime config.
 CONFIG_MOUNT_PATH = "/etc/agentfleet/config.yaml"
+#: DNS suffix of in-cluster Service names unless the operator is told otherwise.
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+
+#: The runtime's Server-Sent-Event routes end in ``/stream`` (an RE2 regex over the path);
+#: its WebSockets are told by the ``Upgrade: websocket`` header. The operator's mesh objects
+#: never retry these and give them no request timeout (a retried stream replays a prompt
+#: whose tokens the user already saw): a new streaming route must follow the convention.
+STREAM_PATH_REGEX = r"^/.*/stream$"
 
 
 class ResolvedMCPServer(CamelModel):
@@ -34,6 +43,28 @@ class ResolvedMCPServer(CamelModel):
     header_files: dict[str, str] = Field(default_factory=dict)
     timeouts: MCPTimeouts = Field(default_factory=MCPTimeouts)
     allowed_tools: list[str] | None = None
+    #: The service mesh retries calls to this server (its ResiliencePolicy says
+    #: ``mesh.retries: mesh`` and a mesh is present): the runtime must then make ONE attempt
+    #: per call, never retry in-process (retries would multiply: see docs/operator.md).
+    mesh_retries: bool = False
+
+
+class ResolvedSecret(CamelModel):
+    """A secret a SecretBinding gives the agent, by logical name. Never the value: a
+    ``kubernetes`` secret is a mounted file (rotation reaches the pod without a restart);
+    the other providers are read by the runtime's secret provider from ``remote``."""
+
+    name: str
+    provider: SecretProviderName
+    #: The SecretBinding it comes from.
+    binding: str
+    #: provider kubernetes: the file holding the value.
+    file: str | None = None
+    #: the cloud providers and Vault: ARN, path or name in the provider.
+    key: str | None = None
+    property: str | None = None
+    version: str | None = None
+    refresh_interval_seconds: int = 300
 
 
 class AgentConfig(CamelModel):
@@ -44,6 +75,8 @@ class AgentConfig(CamelModel):
     spec: AgentSpec
     mcp_servers: list[ResolvedMCPServer] = Field(default_factory=list)
     resilience: ResiliencePolicySpec = Field(default_factory=ResiliencePolicySpec)
+    #: Secrets bound to the agent by SecretBindings, by logical name (sorted).
+    secrets: list[ResolvedSecret] = Field(default_factory=list)
 
 
 class RuntimeConfig(CamelModel):
@@ -57,15 +90,18 @@ def secret_file(secrets_dir: str, ref: SecretKeyRef) -> str:
     return f"{secrets_dir.rstrip('/')}/{ref.name}/{ref.key}"
 
 
-def hosted_mcp_url(server: MCPServer) -> str:
+def hosted_mcp_service_name(name: str) -> str:
+    """The Service in front of a hosted MCPServer."""
+    return f"{name}-mcp"
+
+
+def hosted_mcp_url(server: MCPServer, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN) -> str:
     """The in-cluster URL of an MCPServer the operator hosts."""
     assert server.spec.hosted is not None
     hosted = server.spec.hosted
     namespace = server.metadata.namespace
-    return (
-        f"http://{server.metadata.name}-mcp.{namespace}.svc.cluster.local:{hosted.port}"
-        f"{hosted.path}"
-    )
+    service = hosted_mcp_service_name(server.metadata.name)
+    return f"http://{service}.{namespace}.svc.{cluster_domain}:{hosted.port}{hosted.path}"
 
 
 class UnresolvableError(ValueError):
@@ -79,9 +115,12 @@ def resolve_mcp_server(
     secrets_dir: str = SECRETS_MOUNT_DIR,
     allowed_tools: list[str] | None = None,
     in_cluster: bool = True,
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
+    mesh_retries: bool = False,
 ) -> ResolvedMCPServer:
     """How the runtime reaches ``server``. Secret values are never copied: headers and env
-    from Secrets are referenced by the file their key is mounted at."""
+    from Secrets are referenced by the file their key is mounted at. ``mesh_retries``
+    (hosted servers only) tells the runtime that the mesh retries this hop."""
     spec = server.spec
     name = server.metadata.name
     if spec.url is not None:
@@ -102,9 +141,10 @@ def resolve_mcp_server(
         return ResolvedMCPServer(
             name=name,
             transport=MCPTransport.STREAMABLE_HTTP,
-            url=hosted_mcp_url(server),
+            url=hosted_mcp_url(server, cluster_domain),
             timeouts=spec.timeouts,
             allowed_tools=allowed_tools,
+            mesh_retries=mesh_retries,
         )
     assert spec.stdio is not None
     env = {e.name: e.value for e in spec.stdio.env if e.value is not None}

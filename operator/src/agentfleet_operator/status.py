@@ -49,6 +49,13 @@ class Reason(StrEnum):
     INVALID_REFERENCE = "InvalidReference"
     RESOURCE_CONFLICT = "ResourceConflict"
     APPLY_FAILED = "ApplyFailed"
+    # MCPServer, SecretBinding, ResiliencePolicy.
+    RESOLVED = "Resolved"
+    ACCEPTED = "Accepted"
+    DELEGATED = "Delegated"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    MESH_NOT_AVAILABLE = "MeshNotAvailable"
+    SECRET_SHADOWED = "SecretShadowed"
 
 
 #: Reasons meaning "the last reconcile did not apply the spec": a Deployment update must not
@@ -61,6 +68,7 @@ BLOCKING_REASONS = frozenset(
         Reason.INVALID_REFERENCE,
         Reason.RESOURCE_CONFLICT,
         Reason.APPLY_FAILED,
+        Reason.SECRET_NOT_FOUND,
     }
 )
 
@@ -127,7 +135,17 @@ class Blocked:
     message: str
 
 
-Outcome = Applied | Blocked
+@dataclass(frozen=True)
+class Resolved:
+    """Nothing to roll out: the resource is usable as it is (a remote MCPServer, a policy,
+    a binding). ``degraded`` = (reason, message) when it is usable but needs attention."""
+
+    reason: str = Reason.RESOLVED
+    message: str = ""
+    degraded: tuple[str, str] | None = None
+
+
+Outcome = Applied | Blocked | Resolved
 
 
 @dataclass(frozen=True)
@@ -141,6 +159,17 @@ class _Desired:
 def _desired(outcome: Outcome) -> list[_Desired]:
     true, false = ConditionStatus.TRUE, ConditionStatus.FALSE
     ready, reconciling, degraded = _TYPES
+    if isinstance(outcome, Resolved):
+        attention = (
+            _Desired(degraded, true, *outcome.degraded)
+            if outcome.degraded is not None
+            else _Desired(degraded, false, Reason.AS_EXPECTED, "")
+        )
+        return [
+            _Desired(ready, true, outcome.reason, outcome.message),
+            _Desired(reconciling, false, Reason.RECONCILED, outcome.message),
+            attention,
+        ]
     if isinstance(outcome, Blocked):
         return [
             _Desired(ready, false, outcome.reason, outcome.message),
@@ -238,9 +267,11 @@ def agent_status(
     now: datetime,
     config_hash: str | None = None,
     endpoint: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The status to write (camelCase, JSON-ready) after a reconcile or a Deployment change.
-    Fields this outcome knows nothing about are left out, so a merge-patch keeps them."""
+    Fields this outcome knows nothing about are left out, so a merge-patch keeps them;
+    ``extra`` adds resource-specific fields."""
     old = previous or {}
     status: dict[str, Any] = {
         "observedGeneration": generation,
@@ -261,7 +292,24 @@ def agent_status(
         status["configHash"] = config_hash
     if endpoint is not None:
         status["endpoint"] = endpoint
+    status.update(extra or {})
     return status
+
+
+resource_status = agent_status
+
+
+def status_changed(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether writing ``new`` (a merge patch) would change ``current``."""
+    old = current or {}
+    return any(old.get(key) != value for key, value in new.items())
+
+
+def ready_condition(status: Mapping[str, Any] | None) -> Condition | None:
+    for condition in parse_conditions((status or {}).get("conditions")):
+        if condition.type == ConditionType.READY:
+            return condition
+    return None
 
 
 def blocked_outcome(status: Mapping[str, Any]) -> Blocked | None:

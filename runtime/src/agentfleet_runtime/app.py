@@ -5,24 +5,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
-from langgraph.checkpoint.memory import InMemorySaver
+from fastapi import APIRouter, Depends, FastAPI
 from starlette.routing import BaseRoute
 
 from agentfleet_crds.contract import ResolvedMCPServer, RuntimeConfig
 from agentfleet_runtime import __version__
 from agentfleet_runtime.agent.service import AgentService
+from agentfleet_runtime.api.authn import authenticated
 from agentfleet_runtime.api.middleware import RequestIdMiddleware
 from agentfleet_runtime.api.problems import install_problem_handlers
-from agentfleet_runtime.api.routes import agents, health, sessions, stream
-from agentfleet_runtime.config import RuntimeSettings
+from agentfleet_runtime.api.routes import (
+    admin,
+    agents,
+    deadletters,
+    follow,
+    health,
+    sessions,
+    stream,
+)
+from agentfleet_runtime.auth import create_authenticator
+from agentfleet_runtime.config import Environment, RuntimeSettings
 from agentfleet_runtime.providers.factory import ProviderPool, ProviderSettings
+from agentfleet_runtime.realtime.drain import Drainer
+from agentfleet_runtime.realtime.hub import ConnectionHub
+from agentfleet_runtime.resilience.wiring import open_resilience
+from agentfleet_runtime.secrets.factory import build_secret_manager
+from agentfleet_runtime.secrets.wiring import connect_provider_pool, model_api_key_lookup
 from agentfleet_runtime.state.base import AgentSource
-from agentfleet_runtime.state.memory import MemoryAgentStore, MemoryEventLog, MemorySessionStore
+from agentfleet_runtime.state.dispatcher import TurnDispatcher
+from agentfleet_runtime.state.factory import open_state
 
 log = logging.getLogger(__name__)
 
@@ -62,31 +80,81 @@ def create_app(
     """
     settings = settings or RuntimeSettings()
     config = runtime_config or RuntimeConfig()
+    replica = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
+    authenticator = create_authenticator(settings.auth)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        providers = ProviderPool(provider_settings(settings))
+        secrets = build_secret_manager(
+            settings.secrets,
+            secrets_dir=settings.secrets_dir,
+            development=settings.environment is Environment.DEVELOPMENT,
+            resolved={agent.name: agent.secrets for agent in config.agents},
+        )
+        await secrets.start()  # first load; readiness stays false while required ones miss
+        consumer = _secret_consumer(config)
+        providers = ProviderPool(
+            replace(
+                provider_settings(settings),
+                api_key_lookup=model_api_key_lookup(
+                    secrets, consumer=consumer, model_api_keys=settings.secrets.model_api_keys
+                ),
+            )
+        )
+        disconnect_secrets = connect_provider_pool(
+            secrets,
+            providers,
+            [name for name in secrets.names() if secrets.allowed(name, consumer)],
+            consumer=consumer,
+        )
+        app.state.secrets = secrets
+        state_stack = contextlib.AsyncExitStack()
+        state = await state_stack.enter_async_context(open_state(settings.state))
         service = AgentService(
-            agents=MemoryAgentStore(),
-            sessions=MemorySessionStore(),
-            events=MemoryEventLog(),
-            checkpointer=InMemorySaver(),
+            agents=state.agents,
+            sessions=state.sessions,
+            events=state.events,
+            checkpointer=state.checkpointer,
             providers=providers,
             stream_tokens=settings.stream_tokens,
             read_only=settings.cluster_mode,
         )
+        await state_stack.enter_async_context(open_resilience(settings, state, service, app.state))
         service.mcp_servers.update(mcp_servers or {})
         for agent in config.agents:
             service.mcp_servers.update({s.name: s for s in agent.mcp_servers})
+        dispatcher = TurnDispatcher(
+            state.turns,
+            service.execute_claim,
+            owner=replica,
+            lease_seconds=settings.state.lease_seconds,
+            sweep_interval=settings.state.sweep_interval_seconds,
+            max_recoveries=settings.state.max_turn_recoveries,
+            exhausted=service.fail_exhausted,
+            broadcast=state.broadcast,
+        )
+        state.control_handlers.append(dispatcher.on_control)
+        service.dispatcher = dispatcher
+        hub = ConnectionHub(settings.realtime)
         app.state.service = service
+        app.state.state_backend = state
+        app.state.connections = hub
         app.state.shutting_down = False
+        app.state.drainer = Drainer(
+            app.state,
+            hub,
+            dispatcher,
+            delay_seconds=settings.realtime.drain_delay_seconds,
+            grace_seconds=settings.shutdown_grace_seconds,
+        )
         async with contextlib.AsyncExitStack() as stack:
             for hook in lifespan_hooks:
                 await stack.enter_async_context(hook())
             # Agents load once the server listens: their tool servers may be served by
             # this very process (agentfleet dev). Readiness stays false until then.
-            loading = asyncio.create_task(_load_agents(service, config, serving))
+            loading = asyncio.create_task(_load_agents(service, config, serving, dispatcher.start))
             app.state.loading = loading
+            hub.start()
             try:
                 yield
             finally:
@@ -94,8 +162,14 @@ def create_app(
                 loading.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loading
+                await app.state.drainer.drain()  # no-op when a SIGTERM already drained
+                await hub.aclose()
+                await dispatcher.aclose()
                 await service.aclose(grace_seconds=settings.shutdown_grace_seconds)
                 await providers.aclose()
+                await state_stack.aclose()
+                disconnect_secrets()
+                await secrets.aclose()
 
     app = FastAPI(
         title="agentfleet runtime",
@@ -108,23 +182,47 @@ def create_app(
     )
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticated)])
     api.include_router(agents.router)
     api.include_router(sessions.router)
-    api.include_router(stream.router)
+    api.include_router(follow.router)
+    api.include_router(deadletters.router)
     app.include_router(api)
+    # The admin API has its own bearer token (AGENTFLEET_RESILIENCE__ADMIN_TOKEN).
+    app.include_router(admin.router, prefix=API_PREFIX)
+    # WebSockets authenticate themselves (header or first frame, with close codes).
+    app.include_router(stream.router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.state.settings = settings
+    app.state.authenticator = authenticator
+    app.state.replica = replica
     return app
+
+
+def _secret_consumer(config: RuntimeConfig) -> str:
+    """Who reads secrets in this process, for access control and audit: the agent, when
+    the process runs one (the operator's one-Agent-per-Deployment), else the runtime."""
+    if len(config.agents) == 1:
+        return f"agent:{config.agents[0].name}"
+    return "component:runtime"
 
 
 async def _load_agents(
     service: AgentService,
     config: RuntimeConfig,
     serving: Callable[[], Awaitable[None]] | None,
+    loaded: Callable[[], None] | None = None,
 ) -> None:
     if serving is not None:
         await serving()
+    try:
+        await _load_config_agents(service, config)
+    finally:
+        if loaded is not None:  # only now may this replica take over queued turns
+            loaded()
+
+
+async def _load_config_agents(service: AgentService, config: RuntimeConfig) -> None:
     for agent in config.agents:
         try:
             await service.load_agent(agent, AgentSource.CONFIG)

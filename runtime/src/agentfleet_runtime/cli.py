@@ -6,7 +6,8 @@ import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from types import FrameType
+from typing import Annotated, Any, Literal
 
 import typer
 import uvicorn
@@ -136,11 +137,15 @@ def _serve(application: object, host: str, port: int, serving: asyncio.Event | N
         log_config=None,
         access_log=False,
         ws="websockets-sansio",
+        # permessage-deflate keeps a zlib state per socket (~60 KiB): with thousands of
+        # mostly idle connections and small JSON frames it costs more than it saves.
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=25,
     )
-    server = uvicorn.Server(config)
+    server = _DrainingServer(config, application)
 
     async def run() -> None:
+        server.loop = asyncio.get_running_loop()
         task = asyncio.create_task(server.serve())
         # uvicorn has no started event to await; poll its flag.
         while not server.started and not task.done():  # noqa: ASYNC110
@@ -154,6 +159,35 @@ def _serve(application: object, host: str, port: int, serving: asyncio.Event | N
         sys.exit(1)
 
 
+class _DrainingServer(uvicorn.Server):
+    """On the first SIGTERM/SIGINT, drain before stopping: readiness false, WebSocket
+    clients closed with 1012, running turns finished or handed over (the app's
+    ``Drainer``); then uvicorn's own graceful shutdown. A second signal forces the exit."""
+
+    def __init__(self, config: uvicorn.Config, application: object) -> None:
+        super().__init__(config)
+        self._application = application
+        self._draining = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        drainer = getattr(getattr(self._application, "state", None), "drainer", None)
+        if self._draining or drainer is None or self.should_exit or self.loop is None:
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        self._captured_signals.append(sig)  # re-raised after shutdown, as uvicorn does
+        self.loop.call_soon_threadsafe(self._drain, drainer)
+
+    def _drain(self, drainer: Any) -> None:
+        task: asyncio.Task[None] = drainer.drain()
+
+        def stop(_: asyncio.Task[None]) -> None:
+            self.should_exit = True
+
+        task.add_done_callback(stop)
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop when installed (uvicorn[standard] brings it; Linux/macOS), else asyncio's."""
     try:
@@ -161,6 +195,33 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+@app.command()
+def chat(
+    url: Annotated[
+        str, typer.Option("--url", "-u", envvar="AGENTFLEET_URL", help="The runtime's base URL.")
+    ] = "http://127.0.0.1:8000",
+    agent: Annotated[str, typer.Option("--agent", "-a", help="Agent to talk to.")] = "demo",
+    session: Annotated[
+        str | None, typer.Option("--session", "-s", help="Continue this session.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="AGENTFLEET_TOKEN", help="Bearer token.")
+    ] = None,
+) -> None:
+    """A terminal conversation with an agent over WebSocket, tokens streamed as they
+    arrive (uses the agentfleet client SDK; reconnects and resumes by itself)."""
+    from agentfleet.chat import run_chat
+    from agentfleet.errors import AgentfleetClientError
+
+    try:
+        asyncio.run(run_chat(url, agent=agent, session_id=session, token=token))
+    except AgentfleetClientError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command()

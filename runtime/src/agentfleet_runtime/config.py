@@ -14,6 +14,12 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentfleet_crds.contract import SECRETS_MOUNT_DIR
+from agentfleet_runtime.auth.settings import AuthSettings
+from agentfleet_runtime.observability.settings import ObservabilitySettings
+from agentfleet_runtime.realtime.settings import RealtimeSettings
+from agentfleet_runtime.resilience.options import ResilienceSettings
+from agentfleet_runtime.secrets.settings import SecretsSettings
+from agentfleet_runtime.state.settings import StateSettings
 
 
 class Environment(StrEnum):
@@ -60,6 +66,21 @@ class RuntimeSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     keys: ProviderKeys = Field(default_factory=ProviderKeys)
+    #: State backend (memory | redis), key namespacing, TTLs, leases: docs/state-and-realtime.md.
+    state: StateSettings = Field(default_factory=StateSettings)
+    #: WebSocket/SSE heartbeat, queues, timeouts, drain delay.
+    realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    #: How REST and WebSocket callers authenticate (none | static tokens).
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    #: This replica's name (leases, logs); defaults to the host name and process id.
+    replica_id: str | None = None
+    #: The secrets layer (providers, cache, max-stale, expiry): docs/secrets.md.
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    #: Resilience: admin token, feature flags, breaker sharing, rate-limit scope:
+    #: docs/resilience.md.
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    #: Traces (OTLP), model prices for cost metrics.
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> RuntimeSettings:

@@ -25,7 +25,18 @@ the adapter boundary with ``raise XError(...) from exc``; nothing else catches t
             ├── UpstreamBadRequestError  502 dependency-rejected-request
             ├── QuotaExceededError       502 dependency-quota-exceeded
             ├── DependencyNotFoundError  502 dependency-not-found
-            └── DeprecatedError          502 dependency-deprecated
+            ├── DeprecatedError          502 dependency-deprecated
+            ├── StreamInterruptedError   502 stream-interrupted  (a started stream: never retried)
+            ├── ModelsUnavailableError   503 models-unavailable  (every model of the chain failed)
+            └── CallRefusedError        503 ...                 (the resilience layer said no)
+                ├── CircuitOpenError     503 circuit-open       (retry_after: until the probe)
+                ├── BulkheadFullError    503 bulkhead-full
+                ├── RateLimitExceededError 503 client-rate-limited (our own limiter's wait bound)
+                └── BudgetExhaustedError 503 retry-budget-exhausted
+
+Refusals are raised *instead of* calling the dependency: nothing was sent. They are not
+retried (retrying a refusal amplifies the overload it protects against); the model
+fallback chain treats them like an unavailable model.
 """
 
 from __future__ import annotations
@@ -167,6 +178,79 @@ class DependencyNotFoundError(DependencyError):
 class DeprecatedError(DependencyError):
     slug = "dependency-deprecated"
     title = "A dependency has been deprecated or removed"
+
+
+class StreamInterruptedError(DependencyError):
+    """A stream that had started (the caller saw part of it) broke. Never retried: a new
+    attempt would repeat what the caller already saw."""
+
+    slug = "stream-interrupted"
+    title = "A dependency's stream broke after it had started"
+
+
+class CallRefusedError(DependencyError):
+    """The resilience layer refused to call the dependency (nothing was sent)."""
+
+    status = 503
+    slug = "dependency-refused"
+    title = "The call to a dependency was refused"
+    #: The ``reason`` label of ``agentfleet_resilience_rejections_total``.
+    reason: ClassVar[str] = "refused"
+
+
+class CircuitOpenError(CallRefusedError):
+    slug = "circuit-open"
+    title = "The dependency's circuit breaker is open"
+    reason = "circuit_open"
+
+    def __init__(
+        self, detail: str, *, dependency: str = "unknown", retry_after: float | None = None
+    ) -> None:
+        super().__init__(detail, dependency=dependency, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class BulkheadFullError(CallRefusedError):
+    slug = "bulkhead-full"
+    title = "Too many concurrent calls to the dependency"
+    reason = "bulkhead_full"
+
+
+class RateLimitExceededError(CallRefusedError):
+    slug = "client-rate-limited"
+    title = "The client-side rate limit of the dependency is exhausted"
+    reason = "rate_limited"
+
+    def __init__(
+        self, detail: str, *, dependency: str = "unknown", retry_after: float | None = None
+    ) -> None:
+        super().__init__(detail, dependency=dependency, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class BudgetExhaustedError(CallRefusedError):
+    slug = "retry-budget-exhausted"
+    title = "The dependency's retry budget is exhausted"
+    reason = "budget_exhausted"
+
+
+class ModelsUnavailableError(DependencyError):
+    """No model of an agent's chain (the model and its ``fallbackModels``) could answer.
+    ``failures`` says, per model, what failed; the agent turns it into a degraded answer."""
+
+    status = 503
+    slug = "models-unavailable"
+    title = "No model could answer"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        dependency: str = "llm",
+        failures: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(detail, dependency=dependency, failures=failures or [])
+        self.failures: list[dict[str, str]] = failures or []
 
 
 def status_error(

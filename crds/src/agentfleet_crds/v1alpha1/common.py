@@ -16,10 +16,15 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 #: RFC 1123 label: what Kubernetes accepts as a Service / object name used in DNS.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: RFC 1035 label: what Kubernetes accepts as a *Service* name (it must start with a letter).
+#: The names of agentfleet resources become Service names and label values, so they follow it.
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 #: RFC 1123 subdomain: what Kubernetes accepts for most object names.
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 ObjectName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+#: The name of an agentfleet resource (see :data:`DNS_1035_LABEL`).
+ResourceName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_1035_LABEL)]
 SecretName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
 SecretKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
 
@@ -114,7 +119,7 @@ class SecretKeyRef(CamelModel):
 class LocalObjectReference(CamelModel):
     """A reference to another agentfleet resource in the same namespace."""
 
-    name: ObjectName = Field(description="The referenced object's name.")
+    name: ResourceName = Field(description="The referenced object's name.")
 
 
 class ObjectMeta(BaseModel):
@@ -122,7 +127,7 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, alias_generator=to_camel)
 
-    name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_1035_LABEL)]
     namespace: Annotated[str, Field(default="default", max_length=63, pattern=DNS_LABEL)]
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -151,6 +156,8 @@ class Resource(BaseModel):
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ()
     CATEGORIES: ClassVar[tuple[str, ...]] = ("agentfleet",)
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = ()
+    #: The longest ``metadata.name`` (names derived from it must stay DNS labels).
+    NAME_MAX_LENGTH: ClassVar[int] = 63
     #: CEL rules on ``spec`` (``x-kubernetes-validations``), mirroring the model validators.
     SPEC_CEL_RULES: ClassVar[tuple[dict[str, str], ...]] = ()
 

@@ -19,9 +19,12 @@ from pydantic import ConfigDict, Field, model_validator
 from agentfleet_crds.v1alpha1.agent import ResourceRequirements
 from agentfleet_crds.v1alpha1.common import (
     AGE_COLUMN,
+    DNS_1035_LABEL,
     READY_COLUMN,
     REASON_COLUMN,
     CamelModel,
+    LocalObjectReference,
+    ObjectMeta,
     PrinterColumn,
     Resource,
     ResourceStatus,
@@ -164,6 +167,11 @@ class MCPServerSpec(CamelModel):
         default=None, description="A server the runtime starts as a subprocess."
     )
     timeouts: MCPTimeouts = Field(default_factory=MCPTimeouts)
+    resilience_policy_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="The ResiliencePolicy (same namespace) whose mesh options the operator "
+        "renders for a hosted server's Service; no mesh retries if unset.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_shape(self) -> MCPServerSpec:
@@ -178,6 +186,24 @@ class MCPServerStatus(ResourceStatus):
 
     url: str | None = Field(default=None, description="The address agents use.")
     tools: list[str] = Field(default_factory=list, description="The tools it last listed.")
+    replicas: Annotated[
+        int | None, Field(default=None, ge=0, description="Pods of a hosted server.")
+    ]
+    ready_replicas: Annotated[
+        int | None, Field(default=None, ge=0, description="Ready pods of a hosted server.")
+    ]
+
+
+#: ``<name>-mcp`` names a hosted server's Service, which must stay a 63-character DNS label.
+MCP_SERVER_NAME_MAX_LENGTH = 59
+
+
+class MCPServerMeta(ObjectMeta):
+    """An MCPServer's metadata: a shorter name, so that ``<name>-mcp`` is a Service name."""
+
+    name: Annotated[
+        str, Field(min_length=1, max_length=MCP_SERVER_NAME_MAX_LENGTH, pattern=DNS_1035_LABEL)
+    ]
 
 
 class MCPServer(Resource):
@@ -187,6 +213,7 @@ class MCPServer(Resource):
     KIND: ClassVar[str] = "MCPServer"
     PLURAL: ClassVar[str] = "mcpservers"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("mcp",)
+    NAME_MAX_LENGTH: ClassVar[int] = MCP_SERVER_NAME_MAX_LENGTH
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn(name="URL", type="string", json_path=".status.url"),
         READY_COLUMN,
@@ -201,5 +228,6 @@ class MCPServer(Resource):
     )
 
     kind: Literal["MCPServer"] = "MCPServer"
+    metadata: MCPServerMeta
     spec: MCPServerSpec
     status: MCPServerStatus | None = None

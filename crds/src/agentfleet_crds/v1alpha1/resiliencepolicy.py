@@ -204,6 +204,18 @@ class ResiliencePolicySpec(CamelModel):
         return self
 
 
+class ResiliencePolicyStatus(ResourceStatus):
+    """What the operator observed of a ResiliencePolicy."""
+
+    agents: Annotated[
+        int | None, Field(default=None, ge=0, description="Agents that reference it.")
+    ]
+    mesh: str | None = Field(
+        default=None,
+        description="The service mesh its mesh options are rendered for (istio, linkerd, none).",
+    )
+
+
 class ResiliencePolicy(Resource):
     """Retries, timeouts, circuit breakers, rate limits, retry budgets, bulkheads and
     fallbacks per service category, referenced by Agents."""
@@ -214,10 +226,11 @@ class ResiliencePolicy(Resource):
     PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
         PrinterColumn(name="LLM-Attempts", type="integer", json_path=".spec.llm.retry.maxAttempts"),
         PrinterColumn(name="Mesh-Retries", type="string", json_path=".spec.mesh.retries"),
+        PrinterColumn(name="Agents", type="integer", json_path=".status.agents"),
         READY_COLUMN,
         AGE_COLUMN,
     )
 
     kind: Literal["ResiliencePolicy"] = "ResiliencePolicy"
     spec: ResiliencePolicySpec = Field(default_factory=ResiliencePolicySpec)
-    status: ResourceStatus | None = None
+    status: ResiliencePolicyStatus | None = None

@@ -14,9 +14,9 @@ from agentfleet_crds.v1alpha1.common import (
     READY_COLUMN,
     REASON_COLUMN,
     CamelModel,
-    ObjectName,
     PrinterColumn,
     Resource,
+    ResourceName,
     ResourceStatus,
     SecretKey,
     SecretName,
@@ -100,7 +100,7 @@ class SecretBindingSpec(CamelModel):
     secrets: list[BoundSecret] = Field(
         min_length=1, max_length=256, description="The secrets to bind."
     )
-    agents: list[ObjectName] = Field(
+    agents: list[ResourceName] = Field(
         min_length=1,
         max_length=256,
         description="The Agents (same namespace) allowed to read these secrets.",
@@ -124,6 +124,12 @@ class SecretBindingStatus(ResourceStatus):
     """What the operator observed of a SecretBinding."""
 
     resolved: list[str] = Field(default_factory=list, description="Secrets that resolved.")
+    missing: list[str] = Field(
+        default_factory=list, description="Secrets that did not resolve (see the Ready message)."
+    )
+    agents: list[str] = Field(
+        default_factory=list, description="The bound Agents that exist and receive the secrets."
+    )
 
 
 class SecretBinding(Resource):

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import kopf
 
-from agentfleet_operator.handlers import agents, deployments, lifecycle
+from agentfleet_operator.handlers import lifecycle, triggers
 
 
 def create_registry() -> kopf.OperatorRegistry:
-    """A fresh :class:`kopf.OperatorRegistry` with every agentfleet handler."""
+    """A fresh :class:`kopf.OperatorRegistry` with every agentfleet handler. There is no
+    per-object timer or deletion handler on purpose: kopf would put a finalizer on every
+    custom resource for them, and deleting one would then hang while the operator is down."""
     registry = kopf.OperatorRegistry()
     lifecycle.register(registry)
-    agents.register(registry)
-    deployments.register(registry)
+    triggers.register(registry)
     return registry
 
 

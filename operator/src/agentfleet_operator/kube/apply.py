@@ -4,6 +4,7 @@ switched off. Only objects the owner controls are ever patched or deleted."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 from agentfleet_operator.kube.client import KubeClient
@@ -32,11 +33,26 @@ def contains(actual: Any, desired: Any) -> bool:
     return bool(actual == desired)
 
 
+class Action(StrEnum):
+    UNCHANGED = "unchanged"
+    CREATED = "created"
+    PATCHED = "patched"
+
+
 async def apply_object(
     client: KubeClient, desired: Mapping[str, Any], owner_uid: str | None
 ) -> dict[str, Any]:
     """Create ``desired`` or merge-patch it onto the existing object; returns the object as
-    the server has it. Tolerates losing a race (409 on create, 404 on patch) once."""
+    the server has it."""
+    applied, _ = await apply_object_action(client, desired, owner_uid)
+    return applied
+
+
+async def apply_object_action(
+    client: KubeClient, desired: Mapping[str, Any], owner_uid: str | None
+) -> tuple[dict[str, Any], Action]:
+    """:func:`apply_object`, also saying what it did. Tolerates losing a race (409 on
+    create, 404 on patch) once."""
     resource = resource_for(desired["apiVersion"], desired["kind"])
     meta = desired["metadata"]
     namespace, name = meta.get("namespace"), meta["name"]
@@ -44,18 +60,18 @@ async def apply_object(
         current = await client.get_or_none(resource, namespace, name)
         if current is None:
             try:
-                return await client.create(resource, namespace, desired)
+                return await client.create(resource, namespace, desired), Action.CREATED
             except ConflictError:
                 continue  # created meanwhile: patch it on the next round
         if owner_uid is not None and not owned_by(current, owner_uid):
             raise OwnershipConflictError(resource.kind, namespace or "", name)
         if contains(current, desired):
-            return current
+            return current, Action.UNCHANGED
         try:
-            return await client.patch(resource, namespace, name, desired)
+            return await client.patch(resource, namespace, name, desired), Action.PATCHED
         except NotFoundError:
             continue  # deleted meanwhile: create it on the next round
-    return await client.patch(resource, namespace, name, desired)
+    return await client.patch(resource, namespace, name, desired), Action.PATCHED
 
 
 async def delete_owned(

@@ -9,7 +9,8 @@ cleanup handler; re-pointed by the login handler when credentials change.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -23,11 +24,26 @@ JSON = "application/json"
 USER_AGENT = "agentfleet-operator"
 
 
+#: Called after every request: (method, HTTP status or 0, seconds).
+RequestObserver = Callable[[str, int, float], None]
+
+
 class KubeClient:
-    def __init__(self, *, request_timeout: float = 30.0) -> None:
+    """Every call is bounded by ``request_timeout`` seconds (connect included): a slow or
+    dead API server fails the reconcile, which is retried, instead of stalling a worker."""
+
+    def __init__(
+        self,
+        *,
+        request_timeout: float = 30.0,
+        observer: RequestObserver | None = None,
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        self._user_agent = user_agent
         self._connection: kopf.ConnectionInfo | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout, connect=request_timeout)
+        self._observer = observer
 
     @property
     def connected(self) -> bool:
@@ -40,7 +56,7 @@ class KubeClient:
         old = self._session
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=connection.as_ssl_context()),
-            headers={**connection.as_http_headers(), "User-Agent": USER_AGENT},
+            headers={**connection.as_http_headers(), "User-Agent": self._user_agent},
             timeout=self._timeout,
             trust_env=bool(connection.trust_env),
         )
@@ -66,8 +82,11 @@ class KubeClient:
         url = self._connection.server.rstrip("/") + path
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
+        started = time.monotonic()
+        status = 0
         try:
             async with self._session.request(method, url, data=data, headers=headers) as response:
+                status = response.status
                 text = await response.text()
                 if response.status >= 400:
                     raise _error_from(response.status, text)
@@ -76,7 +95,14 @@ class KubeClient:
             raise KubeError(0, type(exc).__name__, str(exc) or repr(exc)) from exc
         except json.JSONDecodeError as exc:
             raise KubeError(0, "InvalidResponse", f"{method} {path}: {exc}") from exc
+        finally:
+            if self._observer is not None:
+                self._observer(method, status, time.monotonic() - started)
         return payload if isinstance(payload, dict) else {"items": payload}
+
+    async def get_path(self, path: str) -> dict[str, Any]:
+        """GET any API path (discovery: ``/apis``, ``/apis/<group>/<version>``)."""
+        return await self._request("GET", path)
 
     async def get(self, resource: ApiResource, namespace: str | None, name: str) -> dict[str, Any]:
         return await self._request("GET", resource.path(namespace, name))

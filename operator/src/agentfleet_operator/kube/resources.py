@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agentfleet_crds.v1alpha1 import GROUP, VERSION, Agent, MCPServer, ResiliencePolicy
+from agentfleet_crds.v1alpha1 import (
+    GROUP,
+    VERSION,
+    Agent,
+    MCPServer,
+    ResiliencePolicy,
+    SecretBinding,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class ApiResource:
 AGENTS = ApiResource(GROUP, VERSION, Agent.PLURAL, Agent.KIND)
 MCP_SERVERS = ApiResource(GROUP, VERSION, MCPServer.PLURAL, MCPServer.KIND)
 RESILIENCE_POLICIES = ApiResource(GROUP, VERSION, ResiliencePolicy.PLURAL, ResiliencePolicy.KIND)
+SECRET_BINDINGS = ApiResource(GROUP, VERSION, SecretBinding.PLURAL, SecretBinding.KIND)
 
 CONFIG_MAPS = ApiResource("", "v1", "configmaps", "ConfigMap")
 SERVICES = ApiResource("", "v1", "services", "Service")
@@ -45,6 +53,15 @@ DEPLOYMENTS = ApiResource("apps", "v1", "deployments", "Deployment")
 HPAS = ApiResource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler")
 PDBS = ApiResource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
 NETWORK_POLICIES = ApiResource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
+EVENTS = ApiResource("", "v1", "events", "Event")
+LEASES = ApiResource("coordination.k8s.io", "v1", "leases", "Lease")
+
+#: Mesh kinds by kind name (their group/version come from discovery).
+MESH_PLURALS = {
+    "VirtualService": "virtualservices",
+    "DestinationRule": "destinationrules",
+    "HTTPRoute": "httproutes",
+}
 
 _BY_KIND = {
     (r.api_version, r.kind): r
@@ -52,6 +69,7 @@ _BY_KIND = {
         AGENTS,
         MCP_SERVERS,
         RESILIENCE_POLICIES,
+        SECRET_BINDINGS,
         CONFIG_MAPS,
         SERVICES,
         SECRETS,
@@ -59,6 +77,8 @@ _BY_KIND = {
         HPAS,
         PDBS,
         NETWORK_POLICIES,
+        EVENTS,
+        LEASES,
     )
 }
 
@@ -68,4 +88,8 @@ def resource_for(api_version: str, kind: str) -> ApiResource:
     try:
         return _BY_KIND[(api_version, kind)]
     except KeyError:
-        raise ValueError(f"the operator does not manage {api_version} {kind}") from None
+        pass
+    if kind in MESH_PLURALS and "/" in api_version:
+        group, version = api_version.split("/", 1)
+        return ApiResource(group, version, MESH_PLURALS[kind], kind)
+    raise ValueError(f"the operator does not manage {api_version} {kind}")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentfleet_crds.contract import CONFIG_MOUNT_PATH, SECRETS_MOUNT_DIR, AgentConfig
@@ -20,6 +20,13 @@ from agentfleet_operator.render.config import (
     config_yaml,
     referenced_secrets,
 )
+from agentfleet_operator.render.mesh import (
+    MeshConfig,
+    MeshTarget,
+    Workload,
+    mesh_object_names,
+    render_mesh,
+)
 from agentfleet_operator.render.meta import (
     CONFIG_HASH_ANNOTATION,
     agent_labels,
@@ -31,6 +38,7 @@ from agentfleet_operator.render.meta import (
     service_host,
     service_name,
 )
+from agentfleet_operator.render.secrets import BoundSecrets
 from agentfleet_operator.settings import OperatorSettings
 
 #: The runtime's HTTP port inside the pod, and the Service's port in front of it.
@@ -69,24 +77,40 @@ class RenderedAgent:
     hpa: dict[str, Any] | None
     pdb: dict[str, Any] | None
     network_policy: dict[str, Any] | None
+    mesh_objects: list[dict[str, Any]] = field(default_factory=list)
+    #: Optional objects that are switched off: deleted if they exist (and are ours).
+    absent: list[ObjectRef] = field(default_factory=list)
+    #: Secrets of SecretBindings that an earlier binding already gave under the same name.
+    shadowed_secrets: list[str] = field(default_factory=list)
 
     @property
     def objects(self) -> list[dict[str, Any]]:
         """The objects to apply, in order: config before the pods that read it."""
         optional = (self.hpa, self.pdb, self.network_policy)
-        return [self.config_map, self.service, self.deployment, *(o for o in optional if o)]
-
-    @property
-    def absent(self) -> list[ObjectRef]:
-        """Optional objects that are switched off: delete them if they exist."""
-        meta = self.deployment["metadata"]
-        refs = [
-            ObjectRef("autoscaling/v2", "HorizontalPodAutoscaler", meta["namespace"], meta["name"]),
-            ObjectRef("policy/v1", "PodDisruptionBudget", meta["namespace"], meta["name"]),
-            ObjectRef("networking.k8s.io/v1", "NetworkPolicy", meta["namespace"], meta["name"]),
+        return [
+            self.config_map,
+            self.service,
+            self.deployment,
+            *(o for o in optional if o),
+            *self.mesh_objects,
         ]
-        present = (self.hpa, self.pdb, self.network_policy)
-        return [ref for ref, obj in zip(refs, present, strict=True) if obj is None]
+
+
+def absent_objects(
+    present: Collection[tuple[str, str, str]],
+    possible: Collection[tuple[str, str, str]],
+    namespace: str,
+) -> list[ObjectRef]:
+    """Every (apiVersion, kind, name) of ``possible`` that is not ``present``."""
+    return [
+        ObjectRef(api, kind, namespace, name)
+        for api, kind, name in possible
+        if (api, kind, name) not in present
+    ]
+
+
+def object_keys(objects: Collection[Mapping[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objects}
 
 
 RenderResult = RenderedAgent | MissingReference
@@ -97,11 +121,26 @@ def render_agent(
     mcp_servers: Mapping[str, MCPServer],
     policy: ResiliencePolicy | None,
     settings: OperatorSettings,
+    *,
+    bound: BoundSecrets | None = None,
+    mesh: MeshConfig | None = None,
+    mesh_retried: Collection[str] = frozenset(),
 ) -> RenderResult:
     """Render one Agent. ``mcp_servers`` maps names to the MCPServers that exist in the
     Agent's namespace (extra entries are ignored); ``policy`` is the referenced
-    ResiliencePolicy if it exists. Owner references are set when the Agent has a uid."""
-    config = build_agent_config(agent, mcp_servers, policy, settings.cluster_domain)
+    ResiliencePolicy if it exists; ``bound`` what SecretBindings give it; ``mesh`` the
+    service mesh to configure; ``mesh_retried`` the MCPServers the mesh retries calls to.
+    Owner references are set when the Agent has a uid."""
+    bound = bound or BoundSecrets()
+    mesh = mesh or MeshConfig()
+    config = build_agent_config(
+        agent,
+        mcp_servers,
+        policy,
+        settings.cluster_domain,
+        secrets=bound.secrets.values(),
+        mesh_retried=mesh_retried,
+    )
     if not isinstance(config, AgentConfig):
         return config
     text = config_yaml(config)
@@ -113,7 +152,32 @@ def render_agent(
         else None
     )
     secrets = referenced_secrets(agent, config.mcp_servers, mcp_servers)
+    for secret, keys in bound.mounts.items():
+        secrets.setdefault(secret, set()).update(keys)
     deployment_spec = agent.spec.deployment
+    target = MeshTarget(
+        service=service_name(name),
+        namespace=namespace,
+        port=SERVICE_PORT,
+        cluster_domain=settings.cluster_domain,
+        workload=Workload.AGENT,
+        labels=agent_labels(name),
+        owner=owner,
+    )
+    mesh_objects = render_mesh(target, mesh, policy.spec if policy is not None else None)
+    hpa = render_hpa(agent, owner) if deployment_spec.autoscaling.enabled else None
+    pdb = render_pdb(agent, owner) if deployment_spec.pod_disruption_budget.enabled else None
+    network_policy = (
+        render_network_policy(agent, owner) if deployment_spec.network_policy.enabled else None
+    )
+    workload = deployment_name(name)
+    optional = [
+        ("autoscaling/v2", "HorizontalPodAutoscaler", workload),
+        ("policy/v1", "PodDisruptionBudget", workload),
+        ("networking.k8s.io/v1", "NetworkPolicy", workload),
+        *mesh_object_names(target.service, mesh),
+    ]
+    present = object_keys([o for o in (hpa, pdb, network_policy) if o] + mesh_objects)
     return RenderedAgent(
         config=config,
         config_yaml=text,
@@ -122,11 +186,12 @@ def render_agent(
         config_map=render_config_map(name, namespace, text, owner),
         deployment=render_deployment(agent, digest, secrets, settings, owner),
         service=render_service(name, namespace, owner),
-        hpa=render_hpa(agent, owner) if deployment_spec.autoscaling.enabled else None,
-        pdb=render_pdb(agent, owner) if deployment_spec.pod_disruption_budget.enabled else None,
-        network_policy=(
-            render_network_policy(agent, owner) if deployment_spec.network_policy.enabled else None
-        ),
+        hpa=hpa,
+        pdb=pdb,
+        network_policy=network_policy,
+        mesh_objects=mesh_objects,
+        absent=absent_objects(present, optional, namespace),
+        shadowed_secrets=list(bound.shadowed),
     )
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentfleet_crds.contract import hosted_mcp_service_name as _hosted_mcp_service_name
 from agentfleet_crds.v1alpha1 import API_VERSION, GROUP
 
 #: Label on every object the operator owns for an Agent: the Agent's name.
 AGENT_LABEL = f"{GROUP}/agent"
+#: Label on every object the operator owns for a hosted MCPServer: the server's name.
+MCP_SERVER_LABEL = f"{GROUP}/mcp-server"
 #: Pod annotation: sha256 of the rendered runtime config; a change rolls the pods.
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
 
@@ -18,6 +21,7 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 PART_OF_LABEL = "app.kubernetes.io/part-of"
 
 AGENT_APP_NAME = "agentfleet-agent"
+MCP_SERVER_APP_NAME = "agentfleet-mcp-server"
 MANAGED_BY = "agentfleet-operator"
 PART_OF = "agentfleet"
 
@@ -36,8 +40,9 @@ def config_map_name(agent_name: str) -> str:
 
 
 def hosted_mcp_service_name(mcp_server_name: str) -> str:
-    """The Service the operator runs a hosted MCPServer behind (shared with its renderer)."""
-    return f"{mcp_server_name}-mcp"
+    """The Service (and Deployment) the operator runs a hosted MCPServer as: ``<name>-mcp``
+    (the contract's name, which the runtime config's URL uses too)."""
+    return _hosted_mcp_service_name(mcp_server_name)
 
 
 def service_host(name: str, namespace: str, cluster_domain: str) -> str:
@@ -58,6 +63,22 @@ def agent_labels(agent_name: str) -> dict[str, str]:
         MANAGED_BY_LABEL: MANAGED_BY,
         PART_OF_LABEL: PART_OF,
         AGENT_LABEL: agent_name,
+    }
+
+
+def mcp_server_selector_labels(server_name: str) -> dict[str, str]:
+    """The labels that select a hosted MCPServer's pods (immutable: never add to these)."""
+    return {NAME_LABEL: MCP_SERVER_APP_NAME, INSTANCE_LABEL: server_name}
+
+
+def mcp_server_labels(server_name: str) -> dict[str, str]:
+    """The standard labels on everything the operator owns for a hosted MCPServer."""
+    return {
+        **mcp_server_selector_labels(server_name),
+        COMPONENT_LABEL: "mcp-server",
+        MANAGED_BY_LABEL: MANAGED_BY,
+        PART_OF_LABEL: PART_OF,
+        MCP_SERVER_LABEL: server_name,
     }
 
 

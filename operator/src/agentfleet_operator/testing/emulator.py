@@ -17,7 +17,10 @@ What it adds to plain kmock 0.8:
 * ``/api/v1/namespaces`` (list, watch, get, create); namespaces are created on first use;
 * equality- and set-based label selectors and ``metadata.name``/``metadata.namespace``
   field selectors on lists and watches;
-* background garbage collection through ``ownerReferences`` on delete (not ``Orphan``).
+* background garbage collection through ``ownerReferences`` on delete (not ``Orphan``);
+* optionally (``ready_deployments``), a Deployment controller's visible effect: after a
+  Deployment is created or its spec changes, its status reports every replica updated and
+  ready (after ``readiness_delay`` seconds), as a real cluster's would once pods run.
 
 Still not emulated: PUT, server-side apply (415), delete-collection, strategic-merge
 semantics (treated as a merge patch: lists are replaced), admission and schema validation.
@@ -45,6 +48,7 @@ import kmock
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 NAMESPACES = kmock.resource("", "v1", "namespaces")
+DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
 
 _NAMESPACE_PATH = re.compile(
     r"/api/v1/namespaces(?:/(?P<name>[^/]+)(?:/(?P<subresource>status|finalize))?)?/?"
@@ -155,7 +159,24 @@ class KubernetesAPIEmulator(kmock.KubernetesEmulator):
     with :meth:`declare` (always ``namespaced``, or kopf treats them as cluster-scoped)."""
 
     builtins: bool = True
+    #: Emulate the Deployment controller: rolled-out, ready status after a spec change.
+    ready_deployments: bool = False
+    readiness_delay: float = 0.0
     _revision: int = attrs.field(default=0, init=False)
+    _log: list[kmock.Request] = attrs.field(factory=list, init=False)
+    _direct: frozenset[Any] = attrs.field(
+        default=frozenset(
+            {
+                kmock.action.LIST,
+                kmock.action.WATCH,
+                kmock.action.FETCH,
+                kmock.action.CREATE,
+                kmock.action.UPDATE,
+                kmock.action.DELETE,
+            }
+        ),
+        init=False,
+    )
     _events: list[_Event] = attrs.field(factory=list, init=False)
     _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
 
@@ -194,16 +215,26 @@ class KubernetesAPIEmulator(kmock.KubernetesEmulator):
         return resource
 
     @property
+    def recorded_requests(self) -> list[kmock.Request]:
+        """Every request served so far (what an RBAC check reads)."""
+        return list(self._log)
+
+    @property
     def revision(self) -> int:
         """The latest resourceVersion handed out."""
         return self._revision
 
+    def peek(self, resource: kmock.resource, namespace: str | None, name: str) -> Any:
+        """The stored object itself (no copy: do not modify it), or ``None``."""
+        stored = self._stored((resource, namespace, name))
+        return None if stored is None or stored.deleted else stored.raw
+
     def live(self, resource: kmock.resource | str, namespace: str | None, name: str) -> Any:
         """The stored object (a plain dict copy), or ``None`` if absent or deleted."""
-        key = (kmock.resource(resource), namespace, name)
-        if key not in self.objects or self.objects[key].deleted:
+        stored = self._stored((kmock.resource(resource), namespace, name))
+        if stored is None or stored.deleted:
             return None
-        return copy.deepcopy(self.objects[key].raw)
+        return copy.deepcopy(stored.raw)
 
     # --- request routing ----------------------------------------------------------------
 
@@ -256,11 +287,62 @@ class KubernetesAPIEmulator(kmock.KubernetesEmulator):
             return await self._render_error(exc)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        self._log.append(request)
+        # kmock matches every request against its reactions by scanning all the requests
+        # served so far (O(n) per request): keep its own list short, ours is complete.
+        if len(self._requests) > 64:
+            del self._requests[:-16]
         if request.resource is not None and request.action in _MUTATIONS:
             async with self._lock:
                 self._mutate(request)
-        # Not KubernetesEmulator._handle: the state changes above replace its own.
+        # Object requests are served directly (same handlers as kmock's fallback reactions,
+        # without the scan); the rest (discovery) through kmock's reactions. Not
+        # KubernetesEmulator._handle: the state changes above replace its own.
+        resource = request.resource
+        if request.action in self._direct and resource is not None and resource.plural:
+            return await self._respond(request)
         return await kmock.RawHandler._handle(self, request)
+
+    async def _respond(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """Serve an object request directly with aiohttp (kmock's generic rendering inspects
+        handler signatures and formats tracebacks on every request: too slow at scale)."""
+        try:
+            if request.action == kmock.action.WATCH:
+                return await self._stream_watch(request)
+            handlers: dict[Any, Any] = {
+                kmock.action.LIST: self._serve_list,
+                kmock.action.FETCH: self._serve_fetch,
+                kmock.action.CREATE: self._serve_create,
+                kmock.action.UPDATE: self._serve_update,
+                kmock.action.DELETE: self._serve_delete,
+            }
+            handler = handlers[request.action]
+            body = await handler(request)
+        except kmock.KubernetesError as exc:
+            status = {
+                "apiVersion": "v1",
+                "kind": "Status",
+                "status": "Failure",
+                "code": exc.status,
+                "reason": exc.reason,
+                "message": exc.message,
+            }
+            return aiohttp.web.json_response(status, status=exc.status)
+        return aiohttp.web.Response(body=json.dumps(body), content_type="application/json")
+
+    async def _stream_watch(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        raw = request._raw_request
+        assert raw is not None
+        await response.prepare(raw)
+        try:
+            async for item in self._serve_watch(request):
+                if isinstance(item, dict):
+                    await response.write(json.dumps(item).encode("utf-8") + b"\n")
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            return response
+        await response.write_eof()
+        return response
 
     # --- state changes ------------------------------------------------------------------
 
@@ -269,13 +351,62 @@ class KubernetesAPIEmulator(kmock.KubernetesEmulator):
         assert resource is not None
         if request.action == kmock.action.CREATE:
             self._create(request, resource)
+            if self.ready_deployments and resource == DEPLOYMENTS:
+                name = (request.data or {}).get("metadata", {}).get("name")
+                self._schedule_ready((resource, request.namespace, str(name)))
         elif request.action == kmock.action.UPDATE and request.name is not None:
+            key: Key = (resource, request.namespace, request.name)
+            before = self._generation(key)
             self._update(request, resource, request.name)
+            if (
+                self.ready_deployments
+                and resource == DEPLOYMENTS
+                and before != self._generation(key)
+            ):
+                self._schedule_ready(key)
         elif request.action == kmock.action.DELETE and request.name is not None:
             orphan = isinstance(request.data, dict) and (
                 request.data.get("propagationPolicy") == "Orphan"
             )
             self._delete((resource, request.namespace, request.name), orphan=orphan)
+
+    def _stored(self, key: Key) -> Any:
+        """The stored object by its key in O(1) (kmock's own lookups scan every object)."""
+        return self._objects._objects.get(key)
+
+    def _generation(self, key: Key) -> Any:
+        stored = self._stored(key)
+        if stored is None or stored.deleted:
+            return None
+        return stored.raw.get("metadata", {}).get("generation")
+
+    def _schedule_ready(self, key: Key) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.readiness_delay, self._make_ready, key)
+
+    def _make_ready(self, key: Key) -> None:
+        """What the Deployment controller reports once every pod of the spec is ready."""
+        stored = self._stored(key)
+        if stored is None or stored.deleted:
+            return
+        new = copy.deepcopy(stored.raw)
+        replicas = int((new.get("spec") or {}).get("replicas", 1))
+        new["status"] = {
+            "observedGeneration": new.get("metadata", {}).get("generation"),
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+            ],
+        }
+        if new == stored.raw:
+            return
+        self._bump(new)
+        stored.history.append(new)
+        self._record(key[0], "MODIFIED", new)
 
     def _info(self, resource: kmock.resource) -> kmock.ResourceInfo | None:
         # Not .get(): kmock's resources array creates missing entries on lookup.
@@ -291,9 +422,10 @@ class KubernetesAPIEmulator(kmock.KubernetesEmulator):
         changed.set()
 
     def _live_object(self, key: Key) -> Any:
-        if key not in self.objects or self.objects[key].deleted:
+        stored = self._stored(key)
+        if stored is None or stored.deleted:
             raise _error(404, "NotFound", f"{key[0].plural} {key[2]!r} not found")
-        return self.objects[key]
+        return stored
 
     def _create(self, request: kmock.Request, resource: kmock.resource) -> None:
         data = request.data
@@ -456,6 +588,35 @@ class KubernetesAPIEmulator(kmock.KubernetesEmulator):
 
     # --- reading ------------------------------------------------------------------------
 
+    def _request_key(self, request: kmock.Request) -> Key:
+        assert request.resource is not None
+        data = request.data if isinstance(request.data, dict) else {}
+        meta = data.get("metadata") or {}
+        namespace = request.namespace or meta.get("namespace")
+        info = self._info(request.resource)
+        if info is not None and info.namespaced is False:
+            namespace = None
+        return (request.resource, namespace, str(request.name or meta.get("name")))
+
+    async def _serve_fetch(self, request: kmock.Request) -> Any:
+        stored = self._stored(self._request_key(request))
+        if stored is None or stored.deleted:
+            raise _error(404, "NotFound", "the object is not found")
+        return stored.raw
+
+    async def _serve_create(self, request: kmock.Request) -> Any:
+        return self._live_object(self._request_key(request)).raw
+
+    async def _serve_update(self, request: kmock.Request) -> Any:
+        stored = self._stored(self._request_key(request))
+        assert stored is not None
+        return stored.last.raw
+
+    async def _serve_delete(self, request: kmock.Request) -> Any:
+        stored = self._stored(self._request_key(request))
+        assert stored is not None
+        return stored.last.raw
+
     def _known(self, request: kmock.Request) -> kmock.resource:
         resource = request.resource
         if resource is None or resource not in self._get_resources():
@@ -554,7 +715,8 @@ class KubernetesAPIEmulator(kmock.KubernetesEmulator):
                 event = self._events[position]
                 position += 1
                 if matches(event.resource, event.object):
-                    yield {"type": event.type, "object": copy.deepcopy(event.object)}
+                    # Recorded events are snapshots nobody mutates: no copy per watcher.
+                    yield {"type": event.type, "object": event.object}
             changed = self._changed
             if position < len(self._events):
                 continue

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class EventType(StrEnum):
     TURN_STARTED = "turn.started"
+    #: A turn whose replica went away continues on another one (data: reason, attempt).
+    TURN_RESUMED = "turn.resumed"
     MODEL_DELTA = "model.delta"
     MODEL_MESSAGE = "model.message"
     TOOL_CALL = "tool.call"
@@ -26,6 +28,8 @@ class TurnEvent(TypedDict):
     session_id: str
     turn_id: str
     data: dict[str, Any]
+    #: When the event was recorded (Unix time, seconds).
+    ts: NotRequired[float]
 
 
 #: Where the agent reports events while a turn runs: ``await emit(type, data)``.

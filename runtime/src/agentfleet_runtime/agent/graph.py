@@ -10,22 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol, TypedDict
 
+import structlog
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from agentfleet_runtime.agent.events import Emit, EventType
-from agentfleet_runtime.errors import StepLimitExceededError
+from agentfleet_runtime.errors import (
+    ModelsUnavailableError,
+    StepLimitExceededError,
+    StreamInterruptedError,
+)
 from agentfleet_runtime.messages import Message, ToolCall, tool_message
-from agentfleet_runtime.observability import metrics
+from agentfleet_runtime.observability import metrics, tracing
 from agentfleet_runtime.providers.base import (
     ModelProvider,
     ModelRequest,
     ModelResponse,
+    StreamItem,
     TextDelta,
     ToolSpec,
 )
@@ -52,6 +59,15 @@ class ToolCaller(Protocol):
     def tools(self) -> list[ToolSpec]: ...
 
     async def call(self, name: str, arguments: dict[str, Any]) -> ToolResult: ...
+
+
+class ModelCaller(Protocol):
+    """Model calls with resilience and fallbacks
+    (:class:`agentfleet_runtime.resilience.llm.ModelChain`)."""
+
+    async def complete(self, request: ModelRequest) -> ModelResponse: ...
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]: ...
 
 
 @dataclass
@@ -83,6 +99,16 @@ class TurnContext:
     usage: TurnUsage = field(default_factory=TurnUsage)
     #: The messages this turn's nodes added (so the caller need not re-read the thread).
     produced: list[Message] = field(default_factory=list)
+    #: Model calls through the resilience layer (fallback chain); ``None``: ``provider``.
+    models: ModelCaller | None = None
+    agent: str = ""
+    session_id: str = ""
+    turn_id: str = ""
+    #: Failed calls of one tool after which the turn stops calling it (``None``: no cap).
+    tool_failure_cap: int | None = None
+    tool_failures: dict[str, int] = field(default_factory=dict)
+    #: Why the answer is degraded (no model could answer, or its stream broke).
+    degraded: dict[str, Any] | None = None
 
     async def report(self, event: EventType, data: dict[str, Any]) -> None:
         if self.emit is not None:
@@ -106,22 +132,30 @@ async def call_model(state: AgentState, runtime: Runtime[TurnContext]) -> dict[s
         temperature=ctx.temperature,
         timeout_seconds=ctx.timeout_seconds,
     )
-    started = time.perf_counter()
-    outcome = "error"
-    try:
-        response = await _ask(ctx, request)
-        outcome = "ok"
-    finally:
-        metrics.MODEL_CALL_SECONDS.labels(ctx.provider.name, ctx.model, outcome).observe(
-            time.perf_counter() - started
+    if ctx.models is not None:
+        # The chain records call metrics, tokens and cost per model that answered. Its
+        # log lines (retries, breaker transitions...) carry the turn's correlation ids.
+        with structlog.contextvars.bound_contextvars(
+            agent=ctx.agent, session_id=ctx.session_id, turn_id=ctx.turn_id
+        ):
+            response = await _ask_models(ctx, ctx.models, request)
+    else:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            response = await _ask(ctx, request)
+            outcome = "ok"
+        finally:
+            metrics.MODEL_CALL_SECONDS.labels(ctx.provider.name, ctx.model, outcome).observe(
+                time.perf_counter() - started
+            )
+        metrics.MODEL_TOKENS.labels(ctx.provider.name, ctx.model, "input").inc(
+            response.usage.input_tokens
+        )
+        metrics.MODEL_TOKENS.labels(ctx.provider.name, ctx.model, "output").inc(
+            response.usage.output_tokens
         )
     ctx.usage.add(response)
-    metrics.MODEL_TOKENS.labels(ctx.provider.name, ctx.model, "input").inc(
-        response.usage.input_tokens
-    )
-    metrics.MODEL_TOKENS.labels(ctx.provider.name, ctx.model, "output").inc(
-        response.usage.output_tokens
-    )
     await ctx.report(EventType.MODEL_MESSAGE, {"message": response.message})
     ctx.produced.append(response.message)
     return {"messages": [response.message], "steps": state["steps"] + 1}
@@ -141,6 +175,73 @@ async def _ask(ctx: TurnContext, request: ModelRequest) -> ModelResponse:
     return final
 
 
+async def _ask_models(
+    ctx: TurnContext, models: ModelCaller, request: ModelRequest
+) -> ModelResponse:
+    """Ask the model chain; when nothing can answer, a degraded answer that says what
+    failed (and the turn completes with it)."""
+    partial: list[str] = []
+    try:
+        if not ctx.stream:
+            return await models.complete(request)
+        final: ModelResponse | None = None
+        async for item in models.stream(request):
+            if isinstance(item, TextDelta):
+                partial.append(item.text)
+                await ctx.report(EventType.MODEL_DELTA, {"text": item.text})
+            else:
+                final = item
+        if final is None:
+            raise RuntimeError("the model chain ended a stream without a response")
+        return final
+    except ModelsUnavailableError as exc:
+        failed = "; ".join(f"{f['model']} ({f['reason']})" for f in exc.failures)
+        text = (
+            "I'm sorry, I cannot answer right now: no language model is available "
+            f"({failed}). Please try again in a little while."
+        )
+        ctx.degraded = {"reason": "models-unavailable", "failures": exc.failures}
+    except StreamInterruptedError as exc:
+        text = "".join(partial) + (
+            f"\n\n[The answer was cut off: the model's stream broke ({exc.detail}).]"
+        )
+        ctx.degraded = {"reason": "stream-interrupted", "detail": exc.detail}
+    metrics.DEGRADED_ANSWERS.labels(ctx.agent, ctx.degraded["reason"]).inc()
+    return ModelResponse(
+        message={"role": "assistant", "content": text},
+        stop_reason="degraded",
+        model=request.model,
+    )
+
+
+def _unavailable(result: ToolResult) -> bool:
+    """A failure of the tool's server (not the model's mistake, nor the tool saying no)."""
+    return result.is_error and (result.structured or {}).get("error") == "unavailable"
+
+
+def _capped(ctx: TurnContext, call: ToolCall) -> ToolResult | None:
+    """The "do not retry" result for a tool that already failed too often in this turn."""
+    cap = ctx.tool_failure_cap
+    if cap is None or ctx.tool_failures.get(call["name"], 0) < cap:
+        return None
+    metrics.TOOL_CALLS_CAPPED.labels(call["name"]).inc()
+    failures = ctx.tool_failures[call["name"]]
+    return ToolResult(
+        content=(
+            f"Tool {call['name']} was not called: it failed {failures} times in this turn. "
+            "It is unavailable; do not call it again. Answer without it."
+        ),
+        is_error=True,
+        structured={
+            "error": "unavailable",
+            "tool": call["name"],
+            "reason": "failed-too-often",
+            "failures": failures,
+            "retry": False,
+        },
+    )
+
+
 async def run_tools(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
     ctx = runtime.context
     calls = state["messages"][-1].get("tool_calls", [])
@@ -148,7 +249,23 @@ async def run_tools(state: AgentState, runtime: Runtime[TurnContext]) -> dict[st
     async def run(call: ToolCall) -> Message:
         await ctx.report(EventType.TOOL_CALL, dict(call))
         started = time.perf_counter()
-        result = await ctx.tools.call(call["name"], call["arguments"])
+        result = _capped(ctx, call)
+        if result is None:
+            with tracing.span(
+                f"execute_tool {call['name']}",
+                {
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": call["name"],
+                    "gen_ai.tool.call.id": call["id"],
+                }
+                if tracing.enabled()
+                else None,
+            ) as span:
+                result = await ctx.tools.call(call["name"], call["arguments"])
+                if span is not None and result.is_error:
+                    span.set_attribute("error.type", "tool_error")
+            if ctx.tool_failure_cap is not None and _unavailable(result):
+                ctx.tool_failures[call["name"]] = ctx.tool_failures.get(call["name"], 0) + 1
         metrics.TOOL_CALL_SECONDS.labels(
             call["name"], "error" if result.is_error else "ok"
         ).observe(time.perf_counter() - started)
@@ -163,7 +280,10 @@ async def run_tools(state: AgentState, runtime: Runtime[TurnContext]) -> dict[st
         )
         return tool_message(call, result.content, is_error=result.is_error)
 
-    results = list(await asyncio.gather(*(run(call) for call in calls)))
+    with structlog.contextvars.bound_contextvars(
+        agent=ctx.agent, session_id=ctx.session_id, turn_id=ctx.turn_id
+    ):
+        results = list(await asyncio.gather(*(run(call) for call in calls)))
     ctx.produced.extend(results)
     return {"messages": results}
 

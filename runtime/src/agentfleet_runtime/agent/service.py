@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Durability
@@ -24,6 +24,7 @@ from agentfleet_runtime.errors import (
     ConflictError,
     NotFoundError,
     ReadOnlyError,
+    TurnError,
 )
 from agentfleet_runtime.loader import resolve_agent
 from agentfleet_runtime.messages import Message, user_message
@@ -31,16 +32,24 @@ from agentfleet_runtime.observability import metrics
 from agentfleet_runtime.providers.base import ModelProvider
 from agentfleet_runtime.providers.factory import ProviderPool
 from agentfleet_runtime.state.base import (
+    Acceptance,
     AgentRecord,
     AgentSource,
     AgentStore,
+    Claim,
     EventLog,
     SessionRecord,
     SessionStatus,
     SessionStore,
     utcnow,
 )
+from agentfleet_runtime.state.dispatcher import TurnDispatcher
 from agentfleet_runtime.tools.registry import ToolRegistry, create_tool_server
+
+if TYPE_CHECKING:
+    from agentfleet_runtime.agent.graph import ModelCaller
+    from agentfleet_runtime.deadletters import DeadLetterRecorder
+    from agentfleet_runtime.resilience import ResilienceRegistry
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +80,9 @@ class TurnResult(BaseModel):
     steps: int
     usage: TokenUsage
     duration_ms: float
+    #: Set when the answer is degraded: no model could answer (``reason``
+    #: ``models-unavailable``, with ``failures`` per model) or its stream broke.
+    degraded: dict[str, Any] | None = None
 
 
 @dataclass
@@ -81,6 +93,8 @@ class LoadedAgent:
     source: AgentSource
     provider: ModelProvider
     tools: ToolRegistry
+    #: The model chain with resilience and fallbacks (``None``: ``provider`` directly).
+    models: ModelCaller | None = None
 
     @property
     def name(self) -> str:
@@ -138,6 +152,17 @@ class AgentService:
         self.policies: dict[str, ResiliencePolicySpec] = {}
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._running: set[asyncio.Task[TurnResult]] = set()
+        #: Runs turns through durable per-session inboxes and leases (set by the app):
+        #: any replica may run any session's turn, and a lost replica's turn is recovered.
+        self.dispatcher: TurnDispatcher | None = None
+        #: Turns running in this process: their outcome, for callers waiting here.
+        self._outcomes: dict[str, asyncio.Future[TurnResult]] = {}
+        #: The resilience layer (set by the app): pipelines for model and tool calls.
+        self.resilience: ResilienceRegistry | None = None
+        #: Records permanently failed turns (set by the app).
+        self.dead_letters: DeadLetterRecorder | None = None
+        #: Failed calls of one tool per turn before the model is told to stop calling it.
+        self.tool_failures_per_turn: int = 2
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -145,9 +170,27 @@ class AgentService:
         """Connect an agent's provider and tools and make it available. Tool servers that
         fail to connect are recorded as unavailable; the agent still starts."""
         provider = self._providers.get(config.spec.model)
-        tools = ToolRegistry([create_tool_server(server) for server in config.mcp_servers])
+        tools = ToolRegistry(
+            [create_tool_server(server) for server in config.mcp_servers],
+            resilience=self.resilience,
+            policy=config.resilience,
+        )
         await tools.start_all()
-        loaded = LoadedAgent(config=config, source=source, provider=provider, tools=tools)
+        models: ModelCaller | None = None
+        if self.resilience is not None:
+            from agentfleet_runtime.resilience.llm import ModelChain
+
+            models = ModelChain(
+                agent=config.name,
+                tenant=config.namespace,
+                models=[config.spec.model, *config.spec.fallback_models],
+                providers=self._providers,
+                registry=self.resilience,
+                policy=config.resilience,
+            )
+        loaded = LoadedAgent(
+            config=config, source=source, provider=provider, tools=tools, models=models
+        )
         previous = self._loaded.get(config.name)
         self._loaded[config.name] = loaded
         await self._agents.put(
@@ -194,6 +237,22 @@ class AgentService:
             raise NotFoundError(f"agent {name!r} does not exist", agent=name)
         return loaded
 
+    async def agent_for(self, name: str) -> LoadedAgent:
+        """The loaded agent, loading it here when another replica created it through the
+        API (the registry in the state store is shared; loaded tools are per process)."""
+        loaded = self._loaded.get(name)
+        if loaded is not None and loaded.source is AgentSource.CONFIG:
+            return loaded
+        record = await self._agents.get(name)
+        if record is None:
+            if loaded is not None:  # deleted through another replica
+                del self._loaded[name]
+                await loaded.tools.aclose()
+            raise NotFoundError(f"agent {name!r} does not exist", agent=name)
+        if loaded is not None and loaded.config.spec == record.spec:
+            return loaded
+        return await self.load_agent(self.resolve_agent(name, record.spec), record.source)
+
     async def delete_agent(self, name: str) -> None:
         loaded = self.loaded_agent(name)
         if loaded.source is AgentSource.CONFIG:
@@ -212,7 +271,7 @@ class AgentService:
     async def create_session(
         self, agent: str, *, title: str | None = None, metadata: dict[str, str] | None = None
     ) -> SessionRecord:
-        self.loaded_agent(agent)
+        await self.agent_for(agent)
         record = SessionRecord(
             id=f"ses_{uuid.uuid4().hex}", agent=agent, title=title, metadata=metadata or {}
         )
@@ -235,6 +294,8 @@ class AgentService:
             await self._sessions.delete(session_id)
             await self._events.delete(session_id)
             await self._checkpointer.adelete_thread(session_id)
+            if self.dispatcher is not None:
+                await self.dispatcher.queue.delete(session_id)
         self._session_locks.pop(session_id, None)
 
     async def messages(self, session_id: str) -> list[Message]:
@@ -245,17 +306,24 @@ class AgentService:
         await self.get_session(session_id)
         return await self._events.read(session_id, after=after)
 
+    async def last_event_id(self, session_id: str) -> int:
+        return await self._events.last_id(session_id)
+
     def follow_events(self, session_id: str, *, after: int = 0) -> AsyncIterator[TurnEvent]:
         return self._events.follow(session_id, after=after)
 
     # -- turns ----------------------------------------------------------------------------
 
-    async def run_turn(self, session_id: str, content: str) -> TurnResult:
+    async def run_turn(
+        self, session_id: str, content: str, *, idempotency_key: str | None = None
+    ) -> TurnResult:
         """Run one turn to its end and return the answer. The turn runs in its own task:
         a caller that goes away (client disconnect) does not cancel it. Nobody watches
         this turn token by token, so the model is not asked to stream (cheaper); its
         other events are recorded as usual."""
-        task = await self.start_turn(session_id, content, stream_tokens=False)
+        task = await self.start_turn(
+            session_id, content, stream_tokens=False, idempotency_key=idempotency_key
+        )
         return await asyncio.shield(task)
 
     async def start_turn(
@@ -265,9 +333,25 @@ class AgentService:
         *,
         turn_id: str | None = None,
         stream_tokens: bool = True,
+        idempotency_key: str | None = None,
     ) -> asyncio.Task[TurnResult]:
         """Start a turn in its own task. ``stream_tokens``: emit ``model.delta`` events
-        (when the runtime's ``stream_tokens`` setting allows it)."""
+        (when the runtime's ``stream_tokens`` setting allows it). With a dispatcher the
+        message is queued durably (once per ``idempotency_key``) and the task waits for
+        the turn's outcome, wherever it runs."""
+        if self.dispatcher is not None:
+            after = await self._events.last_id(session_id)
+            acceptance = await self.submit_turn(
+                session_id, content, idempotency_key=idempotency_key, stream_tokens=stream_tokens
+            )
+            turn = acceptance.message.turn_id
+            task = asyncio.create_task(
+                self.wait_turn(session_id, turn, after=0 if acceptance.duplicate else after),
+                name=f"turn {turn}",
+            )
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            return task
         session = await self.get_session(session_id)
         agent = self.loaded_agent(session.agent)
         turn_id = turn_id or f"turn_{uuid.uuid4().hex}"
@@ -284,16 +368,111 @@ class AgentService:
         ``turn.completed`` or ``turn.failed``."""
         await self.get_session(session_id)
         turn_id = f"turn_{uuid.uuid4().hex}"
-        existing = await self._events.read(session_id)
-        after = existing[-1]["id"] if existing else 0
+        after = await self._events.last_id(session_id)
         task = await self.start_turn(session_id, content, turn_id=turn_id)
         task.add_done_callback(_consume_exception)
+        turn_id = task.get_name().removeprefix("turn ")
         async for event in self._events.follow(session_id, after=after):
             if event["turn_id"] != turn_id:
                 continue
             yield event
             if event["type"] in TERMINAL_EVENTS:
                 return
+
+    async def submit_turn(
+        self,
+        session_id: str,
+        content: str,
+        *,
+        idempotency_key: str | None = None,
+        stream_tokens: bool = True,
+    ) -> Acceptance:
+        """Queue a message durably (the WebSocket acknowledges it with this acceptance)."""
+        if self.dispatcher is None:
+            raise RuntimeError("submit_turn needs a dispatcher")
+        session = await self.get_session(session_id)
+        await self.agent_for(session.agent)
+        return await self.dispatcher.submit(
+            session_id, content, idempotency_key=idempotency_key, stream_tokens=stream_tokens
+        )
+
+    async def wait_turn(self, session_id: str, turn_id: str, *, after: int = 0) -> TurnResult:
+        """The outcome of a queued turn, wherever it runs: its result, or its failure
+        raised as the error it was (re-created from the ``turn.failed`` event when the
+        turn ran on another replica)."""
+        async for event in self._events.follow(session_id, after=after):
+            if event["turn_id"] != turn_id or event["type"] not in TERMINAL_EVENTS:
+                continue
+            local = self._outcomes.get(turn_id)
+            if local is not None:
+                return await asyncio.shield(local)
+            if event["type"] == EventType.TURN_COMPLETED.value:
+                return TurnResult.model_validate(event["data"])
+            raise _error_from(event["data"])
+        raise AssertionError("unreachable: follow never ends")
+
+    async def execute_claim(self, claim: Claim, owner: str) -> TurnResult | None:
+        """Run a claimed message (the dispatcher's callback): a first attempt, or the
+        recovery of a turn whose replica went away."""
+        message = claim.message
+        session = await self._sessions.get(message.session_id)
+        if session is None:  # deleted meanwhile
+            return None
+        outcome: asyncio.Future[TurnResult] = asyncio.get_running_loop().create_future()
+        outcome.add_done_callback(lambda f: None if f.cancelled() else f.exception())
+        self._outcomes[message.turn_id] = outcome
+        try:
+            agent = await self.agent_for(session.agent)
+            result = await self._run_turn(
+                session,
+                agent,
+                message.turn_id,
+                message.content,
+                message.stream_tokens,
+                attempt=claim.attempt,
+                fence=owner,
+            )
+        except BaseException as exc:
+            if not outcome.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    outcome.cancel()
+                else:
+                    outcome.set_exception(exc)
+            raise
+        else:
+            outcome.set_result(result)
+            return result
+        finally:
+            asyncio.get_running_loop().call_later(5, self._outcomes.pop, message.turn_id, None)
+
+    async def fail_exhausted(self, claim: Claim, owner: str) -> None:
+        """A turn interrupted more often than recoveries allow: fail it with the reason."""
+        message = claim.message
+        failure = {
+            "type": TurnError.problem_type(),
+            "title": "The turn was interrupted too often",
+            "detail": f"the replica running this turn went away {claim.attempt - 1} "
+            "times; it is not retried again (send the message again to retry)",
+            "retryable": True,
+            "reason": "recovery-exhausted",
+        }
+        session = await self._sessions.get(message.session_id)
+        await self._dead_letter(
+            session.agent if session is not None else "",
+            message.session_id,
+            message.turn_id,
+            message.content,
+            None,
+            failure,
+        )
+        await self._events.append(
+            message.session_id,
+            message.turn_id,
+            EventType.TURN_FAILED.value,
+            failure,
+            fence=owner,
+        )
+        await self._set_status(message.session_id, SessionStatus.IDLE, turn_done=True)
 
     async def _run_turn(
         self,
@@ -302,32 +481,65 @@ class AgentService:
         turn_id: str,
         content: str,
         stream_tokens: bool,
+        *,
+        attempt: int = 1,
+        fence: str | None = None,
     ) -> TurnResult:
         session_id = session.id
+        emitted = 0
+        emitting = asyncio.Lock()
 
         async def emit(type_: EventType, data: dict[str, Any]) -> None:
-            await self._events.append(session_id, turn_id, type_.value, data)
+            # One at a time and numbered (attempt·10⁶ + n): a store retry of an append that
+            # already landed is recognised; ``fence``: only the lease holder may write.
+            nonlocal emitted
+            async with emitting:
+                emitted += 1
+                await self._events.append(
+                    session_id,
+                    turn_id,
+                    type_.value,
+                    data,
+                    seq=attempt * 1_000_000 + emitted,
+                    fence=fence,
+                )
 
         async with self._lock(session_id):
             started = time.perf_counter()
             await self._set_status(session_id, SessionStatus.RUNNING)
-            await emit(EventType.TURN_STARTED, {"agent": agent.name, "content": content})
+            graph_input, resumed_from = await self._turn_input(session_id, turn_id, content)
+            if attempt == 1:
+                await emit(EventType.TURN_STARTED, {"agent": agent.name, "content": content})
+            else:
+                await emit(
+                    EventType.TURN_RESUMED,
+                    {
+                        "agent": agent.name,
+                        "content": content,
+                        "attempt": attempt,
+                        "reason": "replica-lost",
+                        "from": resumed_from,
+                    },
+                )
             context = self._context(agent, emit, stream_tokens)
+            context.session_id, context.turn_id = session_id, turn_id
             outcome = "completed"
             try:
                 state = await self._graph.ainvoke(
-                    {"messages": [user_message(content)], "steps": 0},
-                    {"configurable": {"thread_id": session_id}},
+                    graph_input,
+                    {"configurable": {"thread_id": session_id}, "metadata": {"turn_id": turn_id}},
                     context=context,
                     durability=self._durability,
                 )
             except AgentfleetError as exc:
                 outcome = "failed"
+                await self._dead_letter(agent.name, session_id, turn_id, content, exc)
                 await emit(EventType.TURN_FAILED, _failure(exc))
                 raise
             except Exception as exc:
                 outcome = "failed"
                 log.exception("turn failed", extra={"session": session_id, "turn": turn_id})
+                await self._dead_letter(agent.name, session_id, turn_id, content, exc)
                 await emit(EventType.TURN_FAILED, _failure(exc))
                 raise
             finally:
@@ -336,6 +548,8 @@ class AgentService:
                 metrics.TURNS.labels(agent=agent.name, outcome=outcome).inc()
                 metrics.TURN_SECONDS.labels(agent=agent.name).observe(elapsed)
             new_messages: list[Message] = [user_message(content), *context.produced]
+            if attempt > 1:  # part of the turn ran before the recovery: take it all
+                new_messages = _since_last_user_message(state["messages"])
             result = TurnResult(
                 turn_id=turn_id,
                 session_id=session_id,
@@ -348,9 +562,24 @@ class AgentService:
                     output_tokens=context.usage.output_tokens,
                 ),
                 duration_ms=round(elapsed * 1000, 3),
+                degraded=context.degraded,
             )
             await emit(EventType.TURN_COMPLETED, result.model_dump(mode="json"))
             return result
+
+    async def _turn_input(
+        self, session_id: str, turn_id: str, content: str
+    ) -> tuple[AgentState | None, str]:
+        """What to invoke the graph with: the new message, or — when the thread's latest
+        checkpoint belongs to this very turn (a recovery) — ``None``, to continue from
+        that checkpoint instead of running finished steps again."""
+        fresh: AgentState = {"messages": [user_message(content)], "steps": 0}
+        snapshot = await self._graph.aget_state({"configurable": {"thread_id": session_id}})
+        if (snapshot.metadata or {}).get("turn_id") != turn_id:
+            return fresh, "start"
+        if snapshot.next:
+            return None, "checkpoint"
+        return None, "end"  # the graph had finished: only the outcome was not recorded
 
     def _context(self, agent: LoadedAgent, emit: Emit, stream_tokens: bool) -> TurnContext:
         model = agent.config.spec.model
@@ -365,7 +594,34 @@ class AgentService:
             timeout_seconds=model.timeout_seconds,
             stream=stream_tokens and self._stream_tokens,
             emit=emit,
+            models=agent.models,
+            agent=agent.name,
+            tool_failure_cap=self._tool_failure_cap(),
         )
+
+    def _tool_failure_cap(self) -> int | None:
+        if self.resilience is not None and not self.resilience.flags.tool_call_cap:
+            return None
+        return self.tool_failures_per_turn
+
+    async def _dead_letter(
+        self,
+        agent: str,
+        session_id: str,
+        turn_id: str,
+        content: str,
+        exc: BaseException | None,
+        failure: dict[str, Any] | None = None,
+    ) -> None:
+        if self.dead_letters is not None:
+            await self.dead_letters.record(
+                agent=agent,
+                session_id=session_id,
+                turn_id=turn_id,
+                content=content,
+                exc=exc,
+                failure=failure,
+            )
 
     async def _thread_messages(self, session_id: str) -> list[Message]:
         snapshot = await self._graph.aget_state({"configurable": {"thread_id": session_id}})
@@ -375,14 +631,13 @@ class AgentService:
     async def _set_status(
         self, session_id: str, status: SessionStatus, *, turn_done: bool = False
     ) -> None:
-        record = await self._sessions.get(session_id)
-        if record is None:  # deleted meanwhile
-            return
-        record.status = status
-        record.updated_at = utcnow()
-        if turn_done:
-            record.turns += 1
-        await self._sessions.put(record)
+        def change(record: SessionRecord) -> None:
+            record.status = status
+            record.updated_at = utcnow()
+            if turn_done:
+                record.turns += 1
+
+        await self._sessions.update(session_id, change)  # None: deleted meanwhile
 
     def _lock(self, session_id: str) -> asyncio.Lock:
         return self._session_locks.setdefault(session_id, asyncio.Lock())
@@ -417,6 +672,33 @@ def _failure(exc: BaseException) -> dict[str, Any]:
         "detail": "internal error while running the turn",
         "retryable": False,
     }
+
+
+def _since_last_user_message(messages: list[Message]) -> list[Message]:
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index]["role"] == "user":
+            return messages[index:]
+    return messages
+
+
+def _error_from(failure: dict[str, Any]) -> AgentfleetError:
+    """The error a ``turn.failed`` event describes (its problem ``type``), re-created."""
+
+    def classes(cls: type[AgentfleetError]) -> list[type[AgentfleetError]]:
+        return [cls, *(c for sub in cls.__subclasses__() for c in classes(sub))]
+
+    kind = failure.get("type")
+    detail = str(failure.get("detail") or "the turn failed")
+    for cls in classes(AgentfleetError):
+        if cls.problem_type() == kind and "__init__" not in cls.__dict__:
+            return cls(detail)
+    for cls in classes(AgentfleetError):
+        if cls.problem_type() == kind:
+            try:
+                return cls(detail)
+            except TypeError:
+                break
+    return TurnError(detail)
 
 
 def _consume_exception(task: asyncio.Task[TurnResult]) -> None:

@@ -57,3 +57,7 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "json") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    # Secret values the secret manager holds never reach a rendered log line.
+    from agentfleet_runtime.secrets import install_log_redaction
+
+    install_log_redaction()

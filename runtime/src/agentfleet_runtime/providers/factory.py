@@ -7,7 +7,8 @@
   mounted Secret ``<secrets_dir>/<secretRef.name>/<secretRef.key>`` when the spec has an
   ``apiKeySecretRef``, else from the settings, else from ``ANTHROPIC_API_KEY`` /
   ``OPENAI_API_KEY``. A missing key is an :class:`InvalidRequestError` naming what is
-  missing (never the key).
+  missing (never the key). When ``ProviderSettings.api_key_lookup`` is set (the secret
+  manager's, see ``agentfleet_runtime.secrets.wiring``), it is asked first.
 
 :class:`ProviderPool` keeps one provider per (provider, base URL, key), so all agents that
 call the same upstream share its HTTP connection pool.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,10 @@ class ProviderSettings:
     openai_api_key: str | None = field(default=None, repr=False)
     secrets_dir: Path = Path(SECRETS_MOUNT_DIR)
     environ: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
+    #: Asked first for a spec's API key (``None``: not known there, use the rules above).
+    api_key_lookup: Callable[[ModelSpec], str | None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,10 @@ def resolve(spec: ModelSpec, settings: ProviderSettings) -> ResolvedProvider:
 
 
 def _api_key(spec: ModelSpec, settings: ProviderSettings) -> str:
+    if settings.api_key_lookup is not None:
+        looked_up = settings.api_key_lookup(spec)
+        if looked_up:
+            return looked_up
     ref = spec.api_key_secret_ref
     if ref is not None:
         root = settings.secrets_dir.resolve()
@@ -140,7 +149,9 @@ def create_provider(
 
 class ProviderPool:
     """One provider per (provider, base URL, API key), shared by every agent that uses it;
-    :meth:`aclose` closes them all."""
+    :meth:`aclose` closes them all. After an API key rotates, :meth:`invalidate` retires
+    the providers built with the old key (the next :meth:`get` builds one with the new
+    key; calls in flight finish on the old one, which :meth:`aclose` closes)."""
 
     def __init__(
         self, settings: ProviderSettings, *, http_limits: httpx2.Limits | None = None
@@ -148,6 +159,7 @@ class ProviderPool:
         self.settings = settings
         self._http_limits = http_limits
         self._providers: dict[ResolvedProvider, ModelProvider] = {}
+        self._retired: list[ModelProvider] = []
 
     def get(self, spec: ModelSpec) -> ModelProvider:
         """The shared provider for ``spec`` (created on first use)."""
@@ -157,9 +169,19 @@ class ProviderPool:
             provider = self._providers[resolved] = _build(resolved, self._http_limits)
         return provider
 
+    def invalidate(self, predicate: Callable[[ResolvedProvider], bool] | None = None) -> int:
+        """Stop handing out the providers ``predicate`` matches (all when ``None``), e.g.
+        ``lambda r: r.api_key == old_key``; answers how many were retired."""
+        stale = [r for r in self._providers if predicate is None or predicate(r)]
+        for resolved in stale:
+            self._retired.append(self._providers.pop(resolved))
+        return len(stale)
+
     def __len__(self) -> int:
         return len(self._providers)
 
     async def aclose(self) -> None:
         providers, self._providers = list(self._providers.values()), {}
+        providers += self._retired
+        self._retired = []
         await asyncio.gather(*(p.aclose() for p in providers), return_exceptions=True)

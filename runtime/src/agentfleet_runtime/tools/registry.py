@@ -10,6 +10,11 @@
   is down or a call that failed comes back as a :class:`ToolResult` with ``is_error`` whose
   text tells the model what happened, and not to call a broken tool again in this turn.
 * :meth:`ToolRegistry.health` reports per-server status for readiness and diagnostics.
+* With a :class:`~agentfleet_runtime.resilience.registry.ResilienceRegistry`, every call
+  goes through the server's pipeline ``mcp:<server>`` (``http`` category: breaker,
+  retries of idempotent tools, progressive timeout, bulkhead); while the server's breaker
+  refuses calls its tools are not offered to the model, and a call still made gets a
+  structured "unavailable, do not retry" result at once.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from agentfleet_crds.contract import ResolvedMCPServer
+from agentfleet_crds.v1alpha1.resiliencepolicy import ResiliencePolicySpec
 from agentfleet_runtime.errors import (
+    CircuitOpenError,
     DependencyAuthError,
     DependencyConnectionError,
     DependencyError,
@@ -32,6 +39,10 @@ from agentfleet_runtime.errors import (
 from agentfleet_runtime.providers.base import ToolSpec
 from agentfleet_runtime.tools.base import ToolResult, ToolServer
 from agentfleet_runtime.tools.mcp.client import CLOSE_TIMEOUT_SECONDS, MCPToolServer
+
+if TYPE_CHECKING:
+    from agentfleet_runtime.resilience.pipeline import Attempt, Pipeline
+    from agentfleet_runtime.resilience.registry import ResilienceRegistry
 
 __all__ = ["ServerHealth", "ServerStatus", "ToolRegistry", "create_tool_server"]
 
@@ -80,6 +91,9 @@ class ServerHealth:
 class _Route:
     server: ToolServer
     tool: str  # the name the server knows the tool by
+    #: Safe to call again after a timeout or a dropped connection (annotated read-only or
+    #: idempotent by its server).
+    idempotent: bool = False
 
 
 def _model_safe(name: str) -> str:
@@ -94,7 +108,10 @@ class ToolRegistry:
         servers: Sequence[ToolServer],
         *,
         default_start_timeout: float = DEFAULT_START_TIMEOUT_SECONDS,
+        resilience: ResilienceRegistry | None = None,
+        policy: ResiliencePolicySpec | None = None,
     ) -> None:
+        """``resilience``/``policy``: call each server through its pipeline."""
         names = [server.name for server in servers]
         if len(set(names)) != len(names):
             raise ValueError(f"tool server names must be unique, got {names}")
@@ -107,6 +124,13 @@ class ToolRegistry:
         self._server_tools: dict[str, list[ToolSpec]] = {}
         self._specs: list[ToolSpec] = []
         self._routes: dict[str, _Route] = {}
+        self._pipelines: dict[str, Pipeline] = {}
+        if resilience is not None:
+            for server in servers:
+                mesh = isinstance(server, MCPToolServer) and server.config.mesh_retries
+                self._pipelines[server.name] = resilience.pipeline(
+                    f"mcp:{server.name}", "http", policy, mesh_retries=mesh
+                )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -210,12 +234,21 @@ class ToolRegistry:
                     extra={"tool_server": server_name},
                 )
                 continue
-            routes[exposed] = _Route(server=self._servers[server_name], tool=spec.name)
+            server = self._servers[server_name]
+            idempotent = isinstance(server, MCPToolServer) and spec.name in server.idempotent_tools
+            routes[exposed] = _Route(server=server, tool=spec.name, idempotent=idempotent)
             specs.append(ToolSpec(exposed, spec.description, spec.input_schema))
         self._specs, self._routes = specs, routes
 
     def tools(self) -> list[ToolSpec]:
-        """The tools offered to the model, with unique names."""
+        """The tools offered to the model, with unique names (without the tools of a
+        server whose circuit breaker refuses calls right now)."""
+        pipelines = self._pipelines
+        if pipelines and any(p.refusing for p in pipelines.values()):
+            refusing = {name for name, p in pipelines.items() if p.refusing}
+            return [
+                spec for spec in self._specs if self._routes[spec.name].server.name not in refusing
+            ]
         return list(self._specs)
 
     def health(self) -> dict[str, ServerHealth]:
@@ -240,7 +273,13 @@ class ToolRegistry:
             )
         server = route.server
         try:
-            result = await server.call_tool(route.tool, arguments)
+            pipeline = self._pipelines.get(server.name)
+            if pipeline is None:
+                result = await server.call_tool(route.tool, arguments)
+            else:
+                result = await self._call_guarded(pipeline, route, arguments)
+        except CircuitOpenError as exc:
+            return self._unavailable(name, server.name, exc.detail, retry_after=exc.retry_after)
         except DependencyError as exc:
             # Unreachable or refusing our credentials: the server is down. A slow or failed
             # call is this call's problem: the server keeps its status, with the reason.
@@ -259,11 +298,44 @@ class ToolRegistry:
         return result
 
     @staticmethod
-    def _unavailable(tool: str, server: str, reason: str) -> ToolResult:
+    async def _call_guarded(
+        pipeline: Pipeline, route: _Route, arguments: dict[str, Any]
+    ) -> ToolResult:
+        server = route.server
+        if isinstance(server, MCPToolServer):
+            mcp_server = server
+
+            async def call(attempt: Attempt) -> ToolResult:
+                return await mcp_server.call_tool(
+                    route.tool, arguments, call_timeout=attempt.timeout
+                )
+
+            timeout = min(server.config.timeouts.call_seconds, pipeline.timeout)
+            return await pipeline.execute(
+                call, attempt_timeout=timeout, idempotent=route.idempotent
+            )
+
+        async def plain(_attempt: Attempt) -> ToolResult:
+            return await server.call_tool(route.tool, arguments)
+
+        return await pipeline.execute(plain, idempotent=route.idempotent)
+
+    @staticmethod
+    def _unavailable(
+        tool: str, server: str, reason: str, *, retry_after: float | None = None
+    ) -> ToolResult:
         return ToolResult(
             content=(
                 f"Tool {tool} is unavailable (server {server}: {reason}). "
                 "Do not call it again in this turn."
             ),
             is_error=True,
+            structured={
+                "error": "unavailable",
+                "tool": tool,
+                "server": server,
+                "reason": reason,
+                "retry": False,
+                "retry_after_seconds": retry_after,
+            },
         )

@@ -27,6 +27,17 @@ async def ready(request: Request) -> dict[str, object] | Response:
         return problem_response(503, "not-ready", "Not ready", "shutting down", request)
     if not state.service.ready():
         return problem_response(503, "not-ready", "Not ready", "no agent loaded", request)
+    secrets = getattr(state, "secrets", None)
+    if secrets is not None and not secrets.ready:
+        missing = ", ".join(secrets.readiness().missing)
+        return problem_response(
+            503, "not-ready", "Not ready", f"required secrets unresolved: {missing}", request
+        )
+    backend = getattr(state, "state_backend", None)
+    if backend is not None and not await backend.healthy():
+        return problem_response(
+            503, "not-ready", "Not ready", "the state store is unreachable", request
+        )
     return {"status": "ok", "agents": len(await state.service.list_agents())}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from agentfleet_runtime.agent.service import TurnResult
@@ -78,8 +78,20 @@ async def list_messages(session_id: str, service: Service) -> MessageList:
     "the answer and every tool call made on the way.",
     responses=problem_responses(404, 422, 502, 503, 504),
 )
-async def post_message(session_id: str, body: MessageCreate, service: Service) -> TurnResult:
-    return await service.run_turn(session_id, body.content)
+async def post_message(
+    session_id: str,
+    body: MessageCreate,
+    service: Service,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=200,
+            description="Retry with the same key: the turn runs once, the answer is the same.",
+        ),
+    ] = None,
+) -> TurnResult:
+    return await service.run_turn(session_id, body.content, idempotency_key=idempotency_key)
 
 
 @router.post(

@@ -406,6 +406,9 @@ class MCPToolServer:
         self._lock = asyncio.Lock()
         self._tools: list[ToolSpec] | None = None
         self._closed = False
+        #: Tools the server annotates read-only or idempotent: safe to call again after a
+        #: timeout or a dropped connection (the resilience layer retries only these).
+        self.idempotent_tools: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         target = self.config.url or " ".join([self.config.command or "", *self.config.args])
@@ -569,10 +572,17 @@ class MCPToolServer:
         if client is None:
             raise _ConnectionLostError(connection.translate(None, during="list tools"), resend=True)
         specs: list[ToolSpec] = []
+        idempotent: set[str] = set()
         cursor: str | None = None
         try:
             for _ in range(_MAX_TOOL_PAGES):
                 page = await client.list_tools(cursor=cursor)
+                idempotent.update(
+                    tool.name
+                    for tool in page.tools
+                    if tool.annotations is not None
+                    and (tool.annotations.read_only_hint or tool.annotations.idempotent_hint)
+                )
                 specs.extend(
                     ToolSpec(
                         name=tool.name,
@@ -593,6 +603,7 @@ class MCPToolServer:
                 f"MCP server {self.name!r} sent an invalid tool listing: {exc}",
                 dependency=self.dependency,
             ) from exc
+        self.idempotent_tools = frozenset(idempotent)
         if self._allowed is None:
             return specs
         missing = self._allowed - {spec.name for spec in specs}
@@ -605,9 +616,12 @@ class MCPToolServer:
             )
         return [spec for spec in specs if spec.name in self._allowed]
 
-    async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolResult:
-        """Run a tool, bounded by ``timeouts.call_seconds`` (plus a reconnect, bounded by
-        ``timeouts.connect_seconds``, when the connection was lost)."""
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], *, call_timeout: float | None = None
+    ) -> ToolResult:
+        """Run a tool, bounded by ``call_timeout`` (default ``timeouts.call_seconds``; the
+        resilience layer lengthens it after a timeout) plus a reconnect, bounded by
+        ``timeouts.connect_seconds``, when the connection was lost."""
         if self._allowed is not None and name not in self._allowed:
             return ToolResult(
                 content=f"Tool {name!r} is not allowed on MCP server {self.name!r}.",
@@ -615,7 +629,7 @@ class MCPToolServer:
             )
         connection = await self._connect()
         try:
-            return await self._call(connection, name, arguments)
+            return await self._call(connection, name, arguments, call_timeout)
         except _ConnectionLostError as lost:
             if not lost.resend:
                 log.warning(
@@ -629,19 +643,23 @@ class MCPToolServer:
             reason = lost.error.detail
         connection = await self._connect(replacing=connection, reason=reason)
         try:
-            return await self._call(connection, name, arguments)
+            return await self._call(connection, name, arguments, call_timeout)
         except _ConnectionLostError as again:
             raise again.error from again
 
     async def _call(
-        self, connection: _Connection, name: str, arguments: dict[str, Any]
+        self,
+        connection: _Connection,
+        name: str,
+        arguments: dict[str, Any],
+        call_timeout: float | None = None,
     ) -> ToolResult:
         client = connection.client
         if client is None:  # ended between the check and now: nothing was sent
             raise _ConnectionLostError(
                 connection.translate(None, during=f"call {name}"), resend=True
             )
-        timeout = self.config.timeouts.call_seconds
+        timeout = call_timeout or self.config.timeouts.call_seconds
         during = f"call {name}"
         try:
             async with asyncio.timeout(timeout):

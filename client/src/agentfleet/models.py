@@ -1,0 +1,63 @@
+"""What the REST API returns, as typed models (unknown fields are kept, so a newer
+server does not break an older client)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Agent(_Model):
+    name: str
+    namespace: str = "default"
+    source: str
+    spec: dict[str, Any]
+    tools: list[str] = Field(default_factory=list)
+    created_at: datetime
+
+
+class Session(_Model):
+    id: str
+    agent: str
+    title: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    status: str
+    turns: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class TurnResult(_Model):
+    turn_id: str
+    session_id: str
+    agent: str
+    answer: dict[str, Any]
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    steps: int
+    usage: dict[str, int] = Field(default_factory=dict)
+    duration_ms: float
+
+
+class Event(_Model):
+    """A session event. ``id`` increases by one per session event."""
+
+    id: int
+    type: str
+    session_id: str
+    turn_id: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    ts: float | None = None
+
+
+class Ack(_Model):
+    session_id: str
+    message_id: str
+    turn_id: str
+    idempotency_key: str
+    duplicate: bool = False

@@ -1,0 +1,62 @@
+"""``GET /api/v1/sessions/{id}/events/stream``: a session's event stream as Server-Sent
+Events, for clients that cannot use WebSocket. Resumable: send ``Last-Event-ID`` (browsers'
+EventSource does so when it reconnects) or ``?after=``; every event's SSE ``id`` is its
+session event id. Runs until the client disconnects; a comment every
+``sse_keepalive_seconds`` keeps proxies from closing it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from agentfleet_runtime.agent.events import TurnEvent
+from agentfleet_runtime.api.deps import Service
+from agentfleet_runtime.api.problems import problem_responses
+
+router = APIRouter(prefix="/sessions", tags=["sessions"])
+
+
+@router.get(
+    "/{session_id}/events/stream",
+    response_class=EventSourceResponse,
+    summary="Follow the session's events (SSE, resumable)",
+    responses=problem_responses(404),
+)
+async def follow_events(
+    session_id: str,
+    request: Request,
+    service: Service,
+    after: Annotated[int, Query(ge=0, description="Only events with a larger id")] = 0,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    await service.get_session(session_id)  # 404 before the stream starts
+    if last_event_id and last_event_id.strip().isdigit():
+        after = max(after, int(last_event_id.strip()))
+    keepalive = request.app.state.settings.realtime.sse_keepalive_seconds
+    events = service.follow_events(session_id, after=after)
+    queue: asyncio.Queue[TurnEvent] = asyncio.Queue(maxsize=64)
+
+    async def pump() -> None:
+        async for event in events:
+            await queue.put(event)
+
+    pumping = asyncio.create_task(pump())
+    try:
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), keepalive)
+            except TimeoutError:
+                if pumping.done():
+                    pumping.result()
+                yield ServerSentEvent(comment="keepalive")
+                continue
+            yield ServerSentEvent(data=event, event=event["type"], id=str(event["id"]))
+    finally:
+        pumping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pumping

@@ -1,0 +1,1 @@
+"""Secret provider adapters. The cloud ones import their SDK lazily (optional extras)."""
