@@ -62,6 +62,8 @@ RATIONALE: dict[str, str] = {
     "types-pyyaml": "type stubs",
     "types-jsonschema": "type stubs",
     "types-hvac": "type stubs",
+    "pyjwt": "JWT validation (signature, expiry, audience, issuer; JWKS) for API "
+    "authentication: small and maintained, unlike python-jose",
     "websockets": "the SDK's WebSocket client (asyncio API, close codes, ping/pong), the same "
     "library uvicorn serves WebSockets with",
     "aiolimiter": "per-process leaky-bucket rate limiter for asyncio (requests and tokens per "

@@ -278,6 +278,23 @@ def mcp_demo(
     run_demo_server(transport, host=host, port=port)
 
 
+@mcp_app.command(
+    "bridge",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def mcp_bridge(
+    command: Annotated[list[str], typer.Argument(help="The stdio server: -- COMMAND [ARGS...]")],
+    port: Port = 8080,
+    host: Host = "127.0.0.1",
+    path: Annotated[str, typer.Option(help="HTTP path of the MCP endpoint.")] = "/mcp",
+) -> None:
+    """Serve a stdio-only MCP server over streamable HTTP (what hosted stdio MCPServers
+    run; also available as the standalone `mcp-bridge` command)."""
+    from agentfleet_runtime.tools.mcp.bridge import main as bridge_main
+
+    bridge_main(["--host", host, "--port", str(port), "--path", path, "--", *command])
+
+
 @app.command("fake-provider")
 def fake_provider(port: Port = 8090, host: Host = "127.0.0.1") -> None:
     """Serve the fake model provider (OpenAI and Anthropic wire formats) standalone."""
