@@ -6,6 +6,7 @@
 #   runtime   ghcr.io/agentfleet/runtime     agentfleet serve   (the agent pods the operator runs)
 #   operator  ghcr.io/agentfleet/operator    agentfleet-operator
 #   dev       (local only)                   agentfleet dev, restarted on every source change
+#   mcp-bridge ghcr.io/agentfleet/mcp-bridge  copies a self-contained `mcp-bridge` into a pod
 #
 #   docker build --target runtime  -t ghcr.io/agentfleet/runtime:dev  .
 #   docker build --target operator -t ghcr.io/agentfleet/operator:dev .
@@ -137,6 +138,37 @@ USER 10001:10001
 EXPOSE 8000
 CMD ["watchfiles", "--filter", "python", "agentfleet dev --host 0.0.0.0 --port 8000", \
      "crds/src", "runtime/src", "client/src"]
+
+# ---------------------------------------------------------------------------------------
+# mcp-bridge: serves a stdio-only MCP server over streamable HTTP (hosted MCPServers with
+# `transport: stdio`). The operator runs this image as an init container with one argument,
+# a folder, and the image copies a self-contained executable there (PyInstaller one-file:
+# Python and the bridge inside; needs glibc >= 2.36 in the server's image: Debian 12+,
+# Ubuntu 22.10+; not musl/Alpine). Built on bookworm for that reason. The bridge module
+# imports only mcp, starlette and uvicorn (pinned to uv.lock's versions here).
+FROM python:3.12-slim-bookworm AS bridge-build
+COPY --from=uv /uv /usr/local/bin/uv
+WORKDIR /build
+COPY runtime/src/agentfleet_runtime/tools/mcp/bridge.py bridge.py
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv venv /opt/bridge \
+    && uv pip install --python /opt/bridge/bin/python \
+        "mcp==2.3.0" "uvicorn==0.54.0" "pyinstaller==6.22.3" \
+    && /opt/bridge/bin/pyinstaller --onefile --noconfirm --name mcp-bridge --distpath /dist \
+        --collect-submodules uvicorn --collect-submodules mcp.server \
+        --collect-submodules mcp.client --collect-submodules mcp.shared \
+        --collect-submodules mcp.types bridge.py
+
+FROM busybox:1.37 AS mcp-bridge
+LABEL org.opencontainers.image.title="agentfleet-mcp-bridge" \
+      org.opencontainers.image.description="Self-contained mcp-bridge: stdio MCP servers over streamable HTTP" \
+      org.opencontainers.image.source="https://github.com/agentfleet/agentfleet" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=bridge-build /dist/mcp-bridge /mcp-bridge
+USER 10001:10001
+# A folder argument: copy the executable there (the operator's init container); anything
+# else: run the bridge with those arguments.
+ENTRYPOINT ["/bin/sh", "-c", "if [ -d \"$0\" ]; then cp /mcp-bridge \"$0/mcp-bridge\" && chmod 0755 \"$0/mcp-bridge\"; else exec /mcp-bridge \"$0\" \"$@\"; fi"]
 
 # ---------------------------------------------------------------------------------------
 # Last, so that a plain `docker build .` builds the runtime image.
