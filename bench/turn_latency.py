@@ -283,6 +283,10 @@ async def main() -> None:
     for k, v in figures["cpu_ms_per_turn_by_process"].items():
         print(f"  {k:28} {v:8.2f}")
     print(
+        f"runtime CPU ceiling: {figures['runtime_cpu_ceiling_turns_per_second']} turns/s "
+        f"(one core for the runtime); load average {figures['load_average_1m']:.2f}"
+    )
+    print(
         f"errors: {figures['errors']}  (stream_tokens={args.stream_tokens}, cpus={os.cpu_count()})"
     )
 
