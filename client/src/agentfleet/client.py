@@ -23,6 +23,8 @@ class AgentfleetClient:
     the server says the token is invalid or expired: REST calls retry once with the new
     token, the WebSocket reconnects with it. ``urls``: more base URLs of the same fleet
     (replicas) for the WebSocket to fail over to when no load balancer fronts them.
+    ``api_key``: an agentfleet API key (``af_...``), sent as the bearer token on REST and
+    in the WebSocket's auth; give it or ``token``, not both.
     """
 
     def __init__(
@@ -30,6 +32,7 @@ class AgentfleetClient:
         base_url: str,
         *,
         token: str | None = None,
+        api_key: str | None = None,
         token_provider: TokenProvider | None = None,
         urls: list[str] | None = None,
         timeout: float = 60.0,
@@ -37,7 +40,9 @@ class AgentfleetClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.urls = [self.base_url, *(u.rstrip("/") for u in (urls or []))]
-        self.credentials = Credentials(token, token_provider)
+        if token is not None and api_key is not None:
+            raise ValueError("give token or api_key, not both")
+        self.credentials = Credentials(token or api_key, token_provider)
         self._http = httpx2.AsyncClient(
             base_url=self.base_url, timeout=timeout, transport=transport
         )

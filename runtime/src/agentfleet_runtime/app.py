@@ -21,14 +21,17 @@ from agentfleet_runtime.agent.service import AgentService
 from agentfleet_runtime.api.authn import authenticated
 from agentfleet_runtime.api.middleware import RequestIdMiddleware
 from agentfleet_runtime.api.problems import install_problem_handlers
+from agentfleet_runtime.api.ratelimit import ApiRateLimiter
 from agentfleet_runtime.api.routes import (
     admin,
     agents,
+    api_keys,
     deadletters,
     follow,
     health,
     sessions,
     stream,
+    tenants,
 )
 from agentfleet_runtime.auth import create_authenticator
 from agentfleet_runtime.config import Environment, RuntimeSettings
@@ -81,7 +84,7 @@ def create_app(
     settings = settings or RuntimeSettings()
     config = runtime_config or RuntimeConfig()
     replica = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
-    authenticator = create_authenticator(settings.auth)
+    create_authenticator(settings.auth)  # refuse bad auth settings before serving
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,6 +113,11 @@ def create_app(
         app.state.secrets = secrets
         state_stack = contextlib.AsyncExitStack()
         state = await state_stack.enter_async_context(open_state(settings.state))
+        # API keys live in the state backend: shared by every replica on Redis.
+        app.state.authenticator = create_authenticator(settings.auth, state.api_keys)
+        app.state.api_limits = ApiRateLimiter(
+            settings.rate_limits, state.rate_limits, state.tenants
+        )
         service = AgentService(
             agents=state.agents,
             sessions=state.sessions,
@@ -187,6 +195,8 @@ def create_app(
     api.include_router(sessions.router)
     api.include_router(follow.router)
     api.include_router(deadletters.router)
+    api.include_router(api_keys.router)
+    api.include_router(tenants.router)
     app.include_router(api)
     # The admin API has its own bearer token (AGENTFLEET_RESILIENCE__ADMIN_TOKEN).
     app.include_router(admin.router, prefix=API_PREFIX)
@@ -194,7 +204,7 @@ def create_app(
     app.include_router(stream.router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.state.settings = settings
-    app.state.authenticator = authenticator
+    app.state.authenticator = create_authenticator(settings.auth)  # until state opens
     app.state.replica = replica
     return app
 

@@ -10,16 +10,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentfleet_crds.contract import SECRETS_MOUNT_DIR
-from agentfleet_runtime.auth.settings import AuthSettings
+from agentfleet_runtime.api.ratelimit import ApiRateLimitSettings
+from agentfleet_runtime.auth.settings import TENANT_PATTERN, AuthSettings
 from agentfleet_runtime.observability.settings import ObservabilitySettings
 from agentfleet_runtime.realtime.settings import RealtimeSettings
 from agentfleet_runtime.resilience.options import ResilienceSettings
 from agentfleet_runtime.secrets.settings import SecretsSettings
 from agentfleet_runtime.state.settings import StateSettings
+from agentfleet_runtime.tenants import TenantQuotas
 
 
 class Environment(StrEnum):
@@ -36,6 +38,14 @@ class ProviderKeys(BaseSettings):
 
     anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
+
+
+class TenancySettings(BaseModel):
+    """``AGENTFLEET_TENANCY__*``: quotas of tenants without their own, and which tenant's
+    admins manage every tenant."""
+
+    default_quotas: TenantQuotas = Field(default_factory=TenantQuotas)
+    operator_tenant: str = Field(default="default", pattern=TENANT_PATTERN)
 
 
 class RuntimeSettings(BaseSettings):
@@ -72,6 +82,10 @@ class RuntimeSettings(BaseSettings):
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     #: How REST and WebSocket callers authenticate (none | static tokens).
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    #: Server-side rate limits of the API (per caller and endpoint class, per tenant).
+    rate_limits: ApiRateLimitSettings = Field(default_factory=ApiRateLimitSettings)
+    #: Default tenant quotas; the operator tenant.
+    tenancy: TenancySettings = Field(default_factory=TenancySettings)
     #: This replica's name (leases, logs); defaults to the host name and process id.
     replica_id: str | None = None
     #: The secrets layer (providers, cache, max-stale, expiry): docs/secrets.md.
@@ -88,5 +102,15 @@ class RuntimeSettings(BaseSettings):
             raise ValueError(
                 "fake_provider_url is a development/test setting; "
                 f"unset AGENTFLEET_FAKE_PROVIDER_URL in {self.environment.value}"
+            )
+        if (
+            self.environment is Environment.PRODUCTION
+            and self.auth.mode == "none"
+            and not self.auth.allow_none_in_production
+        ):
+            raise ValueError(
+                "AGENTFLEET_AUTH__MODE=none lets anyone in: set a mode (api-keys, jwt, "
+                "static) in production, or AGENTFLEET_AUTH__ALLOW_NONE_IN_PRODUCTION=true "
+                "behind an authenticating gateway"
             )
         return self

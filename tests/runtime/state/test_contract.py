@@ -255,3 +255,38 @@ async def test_concurrent_breaker_updates_retry_on_conflict(backend: StateBacken
     assert await backend.breakers.incr_failures("b") == 21
     await backend.breakers.delete("b")
     assert (await backend.breakers.get("b")).failures == 0
+
+
+async def test_api_keys_round_trip_by_tenant(backend: StateBackend) -> None:
+    from agentfleet_runtime.auth.apikeys import ApiKeyRecord, hash_key, new_key
+    from agentfleet_runtime.auth.base import Scope
+
+    key_id, key = new_key()
+    record = ApiKeyRecord(id=key_id, tenant="a", name="k", scopes=[Scope.READ], hash=hash_key(key))
+    await backend.api_keys.put(record)
+    await backend.api_keys.put(record.model_copy(update={"id": "other", "tenant": "b"}))
+    assert await backend.api_keys.get(key_id) == record
+    assert [k.id for k in await backend.api_keys.list(tenant="a")] == [key_id]
+    assert len(await backend.api_keys.list()) == 2
+    assert await backend.api_keys.delete(key_id) is True
+    assert await backend.api_keys.delete(key_id) is False
+    assert await backend.api_keys.get(key_id) is None
+
+
+async def test_tenants_round_trip(backend: StateBackend) -> None:
+    from agentfleet_runtime.tenants import TenantQuotas, TenantRecord
+
+    await backend.tenants.put(TenantRecord(id="b"))
+    await backend.tenants.put(TenantRecord(id="a", quotas=TenantQuotas(max_sessions=3)))
+    got = await backend.tenants.get("a")
+    assert got is not None
+    assert got.quotas.max_sessions == 3
+    assert [t.id for t in await backend.tenants.list()] == ["a", "b"]
+    assert await backend.tenants.delete("a") is True
+    assert await backend.tenants.get("a") is None
+
+
+async def test_sessions_filter_by_tenant(backend: StateBackend) -> None:
+    await backend.sessions.put(SessionRecord(id="s1", agent="x", tenant="a"))
+    await backend.sessions.put(SessionRecord(id="s2", agent="x", tenant="b"))
+    assert [s.id for s in await backend.sessions.list(tenant="b")] == ["s2"]

@@ -19,6 +19,7 @@ from agentfleet_crds.contract import AgentConfig, ResolvedMCPServer
 from agentfleet_crds.v1alpha1 import AgentSpec, ResiliencePolicySpec
 from agentfleet_runtime.agent.events import Emit, EventType, TurnEvent
 from agentfleet_runtime.agent.graph import AgentState, TurnContext, build_agent_graph
+from agentfleet_runtime.auth.base import DEFAULT_TENANT
 from agentfleet_runtime.errors import (
     AgentfleetError,
     ConflictError,
@@ -166,9 +167,12 @@ class AgentService:
 
     # -- agents ---------------------------------------------------------------------------
 
-    async def load_agent(self, config: AgentConfig, source: AgentSource) -> LoadedAgent:
+    async def load_agent(
+        self, config: AgentConfig, source: AgentSource, *, tenant: str | None = None
+    ) -> LoadedAgent:
         """Connect an agent's provider and tools and make it available. Tool servers that
-        fail to connect are recorded as unavailable; the agent still starts."""
+        fail to connect are recorded as unavailable; the agent still starts. ``tenant``:
+        the owner of an API-created agent (``None``: shared, e.g. from config)."""
         provider = self._providers.get(config.spec.model)
         tools = ToolRegistry(
             [create_tool_server(server) for server in config.mcp_servers],
@@ -195,7 +199,11 @@ class AgentService:
         self._loaded[config.name] = loaded
         await self._agents.put(
             AgentRecord(
-                name=config.name, namespace=config.namespace, spec=config.spec, source=source
+                name=config.name,
+                namespace=config.namespace,
+                spec=config.spec,
+                source=source,
+                tenant=tenant,
             )
         )
         if previous is not None:
@@ -211,7 +219,7 @@ class AgentService:
         """An API-created agent's config: tool refs resolved against known MCP servers."""
         return resolve_agent(name, spec, self.mcp_servers, self.policies)
 
-    async def create_agent(self, config: AgentConfig) -> AgentRecord:
+    async def create_agent(self, config: AgentConfig, *, tenant: str | None = None) -> AgentRecord:
         if self._read_only:
             raise ReadOnlyError(
                 "this runtime runs in cluster mode: agents are defined by Agent manifests "
@@ -219,17 +227,19 @@ class AgentService:
             )
         if config.name in self._loaded:
             raise ConflictError(f"agent {config.name!r} already exists", agent=config.name)
-        await self.load_agent(config, AgentSource.API)
+        await self.load_agent(config, AgentSource.API, tenant=tenant)
         return await self.get_agent(config.name)
 
-    async def get_agent(self, name: str) -> AgentRecord:
+    async def get_agent(self, name: str, *, tenant: str | None = None) -> AgentRecord:
+        """``tenant``: only if that tenant may see it (its own or a shared agent)."""
         record = await self._agents.get(name)
-        if record is None:
+        if record is None or (tenant is not None and not record.visible_to(tenant)):
             raise NotFoundError(f"agent {name!r} does not exist", agent=name)
         return record
 
-    async def list_agents(self) -> list[AgentRecord]:
-        return await self._agents.list()
+    async def list_agents(self, *, tenant: str | None = None) -> list[AgentRecord]:
+        records = await self._agents.list()
+        return [r for r in records if tenant is None or r.visible_to(tenant)]
 
     def loaded_agent(self, name: str) -> LoadedAgent:
         loaded = self._loaded.get(name)
@@ -251,9 +261,12 @@ class AgentService:
             raise NotFoundError(f"agent {name!r} does not exist", agent=name)
         if loaded is not None and loaded.config.spec == record.spec:
             return loaded
-        return await self.load_agent(self.resolve_agent(name, record.spec), record.source)
+        return await self.load_agent(
+            self.resolve_agent(name, record.spec), record.source, tenant=record.tenant
+        )
 
-    async def delete_agent(self, name: str) -> None:
+    async def delete_agent(self, name: str, *, tenant: str | None = None) -> None:
+        await self.get_agent(name, tenant=tenant)
         loaded = self.loaded_agent(name)
         if loaded.source is AgentSource.CONFIG:
             raise ReadOnlyError(
@@ -269,24 +282,38 @@ class AgentService:
     # -- sessions -------------------------------------------------------------------------
 
     async def create_session(
-        self, agent: str, *, title: str | None = None, metadata: dict[str, str] | None = None
+        self,
+        agent: str,
+        *,
+        title: str | None = None,
+        metadata: dict[str, str] | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> SessionRecord:
+        await self.get_agent(agent, tenant=tenant)
         await self.agent_for(agent)
         record = SessionRecord(
-            id=f"ses_{uuid.uuid4().hex}", agent=agent, title=title, metadata=metadata or {}
+            id=f"ses_{uuid.uuid4().hex}",
+            agent=agent,
+            title=title,
+            metadata=metadata or {},
+            tenant=tenant,
         )
         await self._sessions.put(record)
         metrics.SESSIONS_CREATED.labels(agent=agent).inc()
         return record
 
-    async def get_session(self, session_id: str) -> SessionRecord:
+    async def get_session(self, session_id: str, *, tenant: str | None = None) -> SessionRecord:
+        """``tenant``: only that tenant's session; another tenant's is "not found" (its
+        existence is not revealed)."""
         record = await self._sessions.get(session_id)
-        if record is None:
+        if record is None or (tenant is not None and record.tenant != tenant):
             raise NotFoundError(f"session {session_id!r} does not exist", session=session_id)
         return record
 
-    async def list_sessions(self, *, agent: str | None = None) -> list[SessionRecord]:
-        return await self._sessions.list(agent=agent)
+    async def list_sessions(
+        self, *, agent: str | None = None, tenant: str | None = None
+    ) -> list[SessionRecord]:
+        return await self._sessions.list(agent=agent, tenant=tenant)
 
     async def delete_session(self, session_id: str) -> None:
         await self.get_session(session_id)
@@ -614,7 +641,9 @@ class AgentService:
         failure: dict[str, Any] | None = None,
     ) -> None:
         if self.dead_letters is not None:
+            session = await self._sessions.get(session_id)
             await self.dead_letters.record(
+                tenant=session.tenant if session else DEFAULT_TENANT,
                 agent=agent,
                 session_id=session_id,
                 turn_id=turn_id,

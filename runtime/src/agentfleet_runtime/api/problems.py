@@ -77,9 +77,9 @@ def _location(loc: tuple[int | str, ...] | list[int | str]) -> str:
 
 async def _agentfleet_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentfleetError)
-    headers = {}
+    headers: dict[str, str] = dict(getattr(exc, "headers", None) or {})
     retry_after = exc.extensions.get("retry_after")
-    if retry_after is not None:
+    if retry_after is not None and "Retry-After" not in headers:
         headers["Retry-After"] = str(max(1, round(float(retry_after))))
     if exc.status >= 500:
         log.warning("request failed: %s", exc.detail, extra={"problem": exc.slug})

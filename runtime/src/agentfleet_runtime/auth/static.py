@@ -38,6 +38,7 @@ class StaticTokenAuthenticator:
                     subject=entry.subject,
                     scopes=list(entry.scopes),
                     expires_at=entry.expires_at.timestamp() if entry.expires_at else None,
+                    tenant=entry.tenant,
                 )
                 if principal.expired():
                     raise TokenExpiredError("the token has expired")

@@ -31,6 +31,8 @@ class DeadLetter(BaseModel):
     agent: str
     session_id: str
     turn_id: str
+    #: The session's tenant: only it sees the letter.
+    tenant: str = "default"
     #: The user message the turn was answering.
     content: str
     #: The problem type of the failure (``https://agentfleet.dev/problems/...``).

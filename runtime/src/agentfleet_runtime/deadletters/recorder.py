@@ -37,6 +37,7 @@ class DeadLetterRecorder:
         content: str,
         exc: BaseException | None = None,
         failure: dict[str, Any] | None = None,
+        tenant: str = "default",
     ) -> DeadLetter | None:
         """Record a failed turn from its exception (or its ``turn.failed`` data)."""
         if not self._enabled() or (exc is not None and _not_a_failure(exc)):
@@ -60,6 +61,7 @@ class DeadLetterRecorder:
         kind = error_class(exc) if exc is not None else str(problem.get("reason", "internal"))
         letter = DeadLetter(
             agent=agent,
+            tenant=tenant,
             session_id=session_id,
             turn_id=turn_id,
             content=content,

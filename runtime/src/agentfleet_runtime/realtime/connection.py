@@ -44,6 +44,7 @@ from agentfleet_runtime.auth.base import (
     AuthenticationError,
     Authenticator,
     Principal,
+    Scope,
     TokenExpiredError,
 )
 from agentfleet_runtime.auth.factory import bearer
@@ -175,7 +176,11 @@ class Connection:
                 return
             if self.default_session is not None:
                 try:
-                    await self.service.get_session(self.default_session)
+                    assert self.principal is not None
+                    self.principal.require(Scope.READ)
+                    await self.service.get_session(
+                        self.default_session, tenant=self.principal.tenant
+                    )
                 except AgentfleetError as exc:
                     await self.ws.close(code=CLOSE_NOT_FOUND, reason=exc.detail[:120])
                     return
@@ -297,7 +302,9 @@ class Connection:
             )
             return
         try:
-            await self.service.get_session(session_id)
+            assert self.principal is not None
+            self.principal.require(Scope.READ)  # and only the caller's tenant's sessions:
+            await self.service.get_session(session_id, tenant=self.principal.tenant)
             last = await self.service.last_event_id(session_id)
         except AgentfleetError as exc:
             self.send_control(
@@ -351,6 +358,9 @@ class Connection:
             )
             return
         try:
+            assert self.principal is not None
+            self.principal.require(Scope.INVOKE)
+            await self.service.get_session(session_id, tenant=self.principal.tenant)
             acceptance = await self.service.submit_turn(
                 session_id, frame.content, idempotency_key=frame.idempotency_key
             )

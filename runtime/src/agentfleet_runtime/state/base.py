@@ -40,6 +40,12 @@ class AgentRecord(BaseModel):
     spec: AgentSpec
     source: AgentSource = AgentSource.API
     created_at: datetime = Field(default_factory=utcnow)
+    #: The tenant an API-created agent belongs to; ``None``: shared by every tenant
+    #: (agents from manifests / the operator's config, read-only).
+    tenant: str | None = None
+
+    def visible_to(self, tenant: str) -> bool:
+        return self.tenant is None or self.tenant == tenant
 
 
 class SessionStatus(StrEnum):
@@ -50,6 +56,8 @@ class SessionStatus(StrEnum):
 class SessionRecord(BaseModel):
     id: str
     agent: str
+    #: The tenant the session (and its messages, events, turns) belongs to.
+    tenant: str = "default"
     title: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     status: SessionStatus = SessionStatus.IDLE
@@ -82,7 +90,9 @@ class AgentStore(Protocol):
 class SessionStore(Protocol):
     async def put(self, record: SessionRecord) -> None: ...
     async def get(self, session_id: str) -> SessionRecord | None: ...
-    async def list(self, *, agent: str | None = None) -> list[SessionRecord]: ...
+    async def list(
+        self, *, agent: str | None = None, tenant: str | None = None
+    ) -> list[SessionRecord]: ...
     async def delete(self, session_id: str) -> bool: ...
 
     async def update(

@@ -11,6 +11,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
+from agentfleet_runtime.auth.apikeys import ApiKeyStore
 from agentfleet_runtime.state.base import (
     AgentStore,
     BreakerStateStore,
@@ -20,6 +21,7 @@ from agentfleet_runtime.state.base import (
     TurnQueue,
 )
 from agentfleet_runtime.state.settings import StateSettings
+from agentfleet_runtime.tenants import TenantStore
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ class StateBackend:
     checkpointer: BaseCheckpointSaver[Any]
     rate_limits: RateLimitStore
     breakers: BreakerStateStore
+    api_keys: ApiKeyStore
+    tenants: TenantStore
     #: Receivers of cross-replica control messages (``{"type": "sweep"}``...).
     control_handlers: list[ControlHandler] = field(default_factory=list)
     _broadcast: Callable[[dict[str, Any]], Any] | None = None
@@ -70,10 +74,12 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
     if settings.backend == "memory":
         from agentfleet_runtime.state.memory import (
             MemoryAgentStore,
+            MemoryApiKeyStore,
             MemoryBreakerStateStore,
             MemoryEventLog,
             MemoryRateLimitStore,
             MemorySessionStore,
+            MemoryTenantStore,
             MemoryTurnQueue,
         )
 
@@ -87,6 +93,8 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
             checkpointer=InMemorySaver(),
             rate_limits=MemoryRateLimitStore(),
             breakers=MemoryBreakerStateStore(),
+            api_keys=MemoryApiKeyStore(),
+            tenants=MemoryTenantStore(),
         )
         return
 
@@ -95,9 +103,11 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
     from agentfleet_runtime.state.redis_events import RedisEventHub, RedisEventLog
     from agentfleet_runtime.state.redis_stores import (
         RedisAgentStore,
+        RedisApiKeyStore,
         RedisBreakerStateStore,
         RedisRateLimitStore,
         RedisSessionStore,
+        RedisTenantStore,
     )
     from agentfleet_runtime.state.redis_turns import RedisTurnQueue
 
@@ -130,6 +140,8 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
             checkpointer=RedisCheckpointSaver(client, keys, ttl_seconds=ttl),
             rate_limits=RedisRateLimitStore(client, keys),
             breakers=RedisBreakerStateStore(client, keys),
+            api_keys=RedisApiKeyStore(client, keys),
+            tenants=RedisTenantStore(client, keys),
             _broadcast=hub.publish_control,
             _ping=client.ping,
         )

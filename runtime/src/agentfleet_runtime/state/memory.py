@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from agentfleet_runtime.agent.events import TurnEvent
+from agentfleet_runtime.auth.apikeys import ApiKeyRecord
 from agentfleet_runtime.state.base import (
     Acceptance,
     AgentRecord,
@@ -23,6 +24,7 @@ from agentfleet_runtime.state.base import (
     SessionRecord,
 )
 from agentfleet_runtime.state.fanout import Fanout, follow
+from agentfleet_runtime.tenants import TenantRecord
 
 
 class MemoryAgentStore:
@@ -43,6 +45,43 @@ class MemoryAgentStore:
         return self._agents.pop(name, None) is not None
 
 
+class MemoryApiKeyStore:
+    def __init__(self) -> None:
+        self._keys: dict[str, ApiKeyRecord] = {}
+
+    async def put(self, record: ApiKeyRecord) -> None:
+        self._keys[record.id] = record.model_copy(deep=True)
+
+    async def get(self, key_id: str) -> ApiKeyRecord | None:
+        record = self._keys.get(key_id)
+        return record.model_copy(deep=True) if record else None
+
+    async def list(self, *, tenant: str | None = None) -> list[ApiKeyRecord]:
+        records = [r for r in self._keys.values() if tenant is None or r.tenant == tenant]
+        return [r.model_copy(deep=True) for r in sorted(records, key=lambda r: r.created_at)]
+
+    async def delete(self, key_id: str) -> bool:
+        return self._keys.pop(key_id, None) is not None
+
+
+class MemoryTenantStore:
+    def __init__(self) -> None:
+        self._tenants: dict[str, TenantRecord] = {}
+
+    async def put(self, record: TenantRecord) -> None:
+        self._tenants[record.id] = record.model_copy(deep=True)
+
+    async def get(self, tenant_id: str) -> TenantRecord | None:
+        record = self._tenants.get(tenant_id)
+        return record.model_copy(deep=True) if record else None
+
+    async def list(self) -> list[TenantRecord]:
+        return [r.model_copy(deep=True) for _, r in sorted(self._tenants.items())]
+
+    async def delete(self, tenant_id: str) -> bool:
+        return self._tenants.pop(tenant_id, None) is not None
+
+
 class MemorySessionStore:
     def __init__(self) -> None:
         self._sessions: dict[str, SessionRecord] = {}
@@ -54,8 +93,14 @@ class MemorySessionStore:
         record = self._sessions.get(session_id)
         return record.model_copy(deep=True) if record else None
 
-    async def list(self, *, agent: str | None = None) -> list[SessionRecord]:
-        records = [r for r in self._sessions.values() if agent is None or r.agent == agent]
+    async def list(
+        self, *, agent: str | None = None, tenant: str | None = None
+    ) -> list[SessionRecord]:
+        records = [
+            r
+            for r in self._sessions.values()
+            if (agent is None or r.agent == agent) and (tenant is None or r.tenant == tenant)
+        ]
         return [r.model_copy(deep=True) for r in sorted(records, key=lambda r: r.created_at)]
 
     async def delete(self, session_id: str) -> bool:

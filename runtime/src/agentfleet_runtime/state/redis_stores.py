@@ -8,6 +8,8 @@ Key layout (``<p>`` = ``<prefix>:<tenant>``):
 ``<p>:s:{<id>}:record``     STRING    SessionRecord JSON, expires after the session TTL
 ``<p>:rate:<key>``          HASH      token bucket: ``tokens``, ``at`` (Redis time)
 ``<p>:breaker:<name>``      STRING    BreakerState JSON (``version`` for compare-and-set)
+``<p>:apikeys``             HASH      key id → ApiKeyRecord JSON (hashes only, no keys)
+``<p>:tenants``             HASH      tenant id → TenantRecord JSON
 ==========================  ========  =================================================
 """
 
@@ -19,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from agentfleet_runtime.auth.apikeys import ApiKeyRecord
 from agentfleet_runtime.state.base import (
     AgentRecord,
     BreakerState,
@@ -26,6 +29,7 @@ from agentfleet_runtime.state.base import (
     SessionRecord,
 )
 from agentfleet_runtime.state.redis_client import Keys, optimistic, text, translate_errors
+from agentfleet_runtime.tenants import TenantRecord
 
 
 class RedisAgentStore:
@@ -52,6 +56,56 @@ class RedisAgentStore:
         return bool(await self._r.hdel(self._k.agents, name))
 
 
+class RedisApiKeyStore:
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self._r = client
+        self._key = keys.base + ":apikeys"
+
+    @translate_errors
+    async def put(self, record: ApiKeyRecord) -> None:
+        await self._r.hset(self._key, record.id, record.model_dump_json())
+
+    @translate_errors
+    async def get(self, key_id: str) -> ApiKeyRecord | None:
+        raw = await self._r.hget(self._key, key_id)
+        return ApiKeyRecord.model_validate_json(raw) if raw is not None else None
+
+    @translate_errors
+    async def list(self, *, tenant: str | None = None) -> list[ApiKeyRecord]:
+        raw = await self._r.hgetall(self._key)
+        records = [ApiKeyRecord.model_validate_json(v) for v in raw.values()]
+        chosen = [r for r in records if tenant is None or r.tenant == tenant]
+        return sorted(chosen, key=lambda r: r.created_at)
+
+    @translate_errors
+    async def delete(self, key_id: str) -> bool:
+        return bool(await self._r.hdel(self._key, key_id))
+
+
+class RedisTenantStore:
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self._r = client
+        self._key = keys.base + ":tenants"
+
+    @translate_errors
+    async def put(self, record: TenantRecord) -> None:
+        await self._r.hset(self._key, record.id, record.model_dump_json())
+
+    @translate_errors
+    async def get(self, tenant_id: str) -> TenantRecord | None:
+        raw = await self._r.hget(self._key, tenant_id)
+        return TenantRecord.model_validate_json(raw) if raw is not None else None
+
+    @translate_errors
+    async def list(self) -> list[TenantRecord]:
+        raw = await self._r.hgetall(self._key)
+        return [TenantRecord.model_validate_json(v) for _, v in sorted(raw.items())]
+
+    @translate_errors
+    async def delete(self, tenant_id: str) -> bool:
+        return bool(await self._r.hdel(self._key, tenant_id))
+
+
 class RedisSessionStore:
     def __init__(self, client: aioredis.Redis, keys: Keys, *, ttl_seconds: int = 0) -> None:
         self._r = client
@@ -71,7 +125,9 @@ class RedisSessionStore:
         return SessionRecord.model_validate_json(raw) if raw is not None else None
 
     @translate_errors
-    async def list(self, *, agent: str | None = None) -> list[SessionRecord]:
+    async def list(
+        self, *, agent: str | None = None, tenant: str | None = None
+    ) -> list[SessionRecord]:
         ids = [text(i) for i in await self._r.zrange(self._k.sessions, 0, -1)]
         records: list[SessionRecord] = []
         expired: list[str] = []
@@ -83,7 +139,9 @@ class RedisSessionStore:
                     expired.append(sid)
                     continue
                 record = SessionRecord.model_validate_json(raw)
-                if agent is None or record.agent == agent:
+                if (agent is None or record.agent == agent) and (
+                    tenant is None or record.tenant == tenant
+                ):
                     records.append(record)
         if expired:  # the record expired (session TTL): drop it from the index too
             await self._r.zrem(self._k.sessions, *expired)

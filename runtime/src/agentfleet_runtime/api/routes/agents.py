@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from agentfleet_runtime.agent.service import AgentService
+from agentfleet_runtime.api.authn import Admin, Reader
 from agentfleet_runtime.api.deps import Service
 from agentfleet_runtime.api.problems import problem_responses
 from agentfleet_runtime.api.schemas import AgentCreate, AgentPublic, ItemList
@@ -26,8 +27,9 @@ def _public(service: AgentService, record: AgentRecord) -> AgentPublic:
 
 
 @router.get("", summary="List agents")
-async def list_agents(service: Service) -> ItemList[AgentPublic]:
-    return ItemList(items=[_public(service, r) for r in await service.list_agents()])
+async def list_agents(service: Service, caller: Reader) -> ItemList[AgentPublic]:
+    records = await service.list_agents(tenant=caller.tenant)
+    return ItemList(items=[_public(service, r) for r in records])
 
 
 @router.post(
@@ -38,15 +40,15 @@ async def list_agents(service: Service) -> ItemList[AgentPublic]:
     "name MCP servers the runtime knows (from manifests or config).",
     responses=problem_responses(409, 422),
 )
-async def create_agent(body: AgentCreate, service: Service) -> AgentPublic:
+async def create_agent(body: AgentCreate, service: Service, caller: Admin) -> AgentPublic:
     config = service.resolve_agent(body.name, body.spec)
-    record = await service.create_agent(config)
+    record = await service.create_agent(config, tenant=caller.tenant)
     return _public(service, record)
 
 
 @router.get("/{name}", summary="Get an agent", responses=problem_responses(404))
-async def get_agent(name: str, service: Service) -> AgentPublic:
-    return _public(service, await service.get_agent(name))
+async def get_agent(name: str, service: Service, caller: Reader) -> AgentPublic:
+    return _public(service, await service.get_agent(name, tenant=caller.tenant))
 
 
 @router.delete(
@@ -56,5 +58,5 @@ async def get_agent(name: str, service: Service) -> AgentPublic:
     description="Agents loaded from manifests or the operator's config are read-only (409).",
     responses=problem_responses(404, 409),
 )
-async def delete_agent(name: str, service: Service) -> None:
-    await service.delete_agent(name)
+async def delete_agent(name: str, service: Service, caller: Admin) -> None:
+    await service.delete_agent(name, tenant=caller.tenant)

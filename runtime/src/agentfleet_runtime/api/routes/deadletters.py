@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
+from agentfleet_runtime.api.authn import Admin, Reader
 from agentfleet_runtime.api.deps import Service
 from agentfleet_runtime.api.problems import problem_responses
 from agentfleet_runtime.api.schemas import ItemList
@@ -24,9 +25,9 @@ def _store(request: Request) -> DeadLetterStore:
     return store
 
 
-async def _letter(request: Request, letter_id: str) -> DeadLetter:
+async def _letter(request: Request, letter_id: str, tenant: str) -> DeadLetter:
     letter = await _store(request).get(letter_id)
-    if letter is None:
+    if letter is None or letter.tenant != tenant:
         raise NotFoundError(f"dead letter {letter_id!r} does not exist", dead_letter=letter_id)
     return letter
 
@@ -34,17 +35,19 @@ async def _letter(request: Request, letter_id: str) -> DeadLetter:
 @router.get("", summary="List dead letters (newest first)")
 async def list_dead_letters(
     request: Request,
+    caller: Reader,
     agent: str | None = None,
     status_: Annotated[DeadLetterStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ItemList[DeadLetter]:
-    letters = await _store(request).list(agent=agent, status=status_, limit=limit)
-    return ItemList(items=letters)
+    # The store is not indexed by tenant: read a wider window, keep the caller's.
+    letters = await _store(request).list(agent=agent, status=status_, limit=max(limit, 1000))
+    return ItemList(items=[x for x in letters if x.tenant == caller.tenant][:limit])
 
 
 @router.get("/{letter_id}", summary="Get a dead letter", responses=problem_responses(404))
-async def get_dead_letter(request: Request, letter_id: str) -> DeadLetter:
-    return await _letter(request, letter_id)
+async def get_dead_letter(request: Request, letter_id: str, caller: Reader) -> DeadLetter:
+    return await _letter(request, letter_id, caller.tenant)
 
 
 @router.post(
@@ -56,9 +59,11 @@ async def get_dead_letter(request: Request, letter_id: str) -> DeadLetter:
     "events). Only `pending` letters can be replayed.",
     responses=problem_responses(404, 409),
 )
-async def replay_dead_letter(request: Request, letter_id: str, service: Service) -> DeadLetter:
+async def replay_dead_letter(
+    request: Request, letter_id: str, service: Service, caller: Admin
+) -> DeadLetter:
     store = _store(request)
-    letter = await _letter(request, letter_id)
+    letter = await _letter(request, letter_id, caller.tenant)
     if letter.status is not DeadLetterStatus.PENDING:
         raise ConflictError(
             f"dead letter {letter_id!r} is {letter.status.value}; only pending letters replay",
@@ -78,8 +83,8 @@ async def replay_dead_letter(request: Request, letter_id: str, service: Service)
     summary="Discard a dead letter (kept, marked discarded)",
     responses=problem_responses(404),
 )
-async def discard_dead_letter(request: Request, letter_id: str) -> DeadLetter:
-    letter = await _letter(request, letter_id)
+async def discard_dead_letter(request: Request, letter_id: str, caller: Admin) -> DeadLetter:
+    letter = await _letter(request, letter_id, caller.tenant)
     letter.status = DeadLetterStatus.DISCARDED
     letter.updated_at = utcnow()
     await _store(request).put(letter)
@@ -92,9 +97,9 @@ async def discard_dead_letter(request: Request, letter_id: str) -> DeadLetter:
     summary="Delete a dead letter",
     responses=problem_responses(404),
 )
-async def delete_dead_letter(request: Request, letter_id: str) -> None:
-    if not await _store(request).delete(letter_id):
-        raise NotFoundError(f"dead letter {letter_id!r} does not exist", dead_letter=letter_id)
+async def delete_dead_letter(request: Request, letter_id: str, caller: Admin) -> None:
+    await _letter(request, letter_id, caller.tenant)
+    await _store(request).delete(letter_id)
 
 
 def _consume(task: asyncio.Task[object]) -> None:

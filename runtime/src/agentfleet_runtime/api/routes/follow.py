@@ -11,14 +11,21 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from agentfleet_runtime.agent.events import TurnEvent
+from agentfleet_runtime.api.authn import Reader
 from agentfleet_runtime.api.deps import Service
 from agentfleet_runtime.api.problems import problem_responses
+from agentfleet_runtime.state.base import SessionRecord
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
+
+
+async def _readable_session(session_id: str, service: Service, caller: Reader) -> SessionRecord:
+    """A dependency: the 404 is answered before the stream starts."""
+    return await service.get_session(session_id, tenant=caller.tenant)
 
 
 @router.get(
@@ -31,10 +38,10 @@ async def follow_events(
     session_id: str,
     request: Request,
     service: Service,
+    _: Annotated[SessionRecord, Depends(_readable_session)],
     after: Annotated[int, Query(ge=0, description="Only events with a larger id")] = 0,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    await service.get_session(session_id)  # 404 before the stream starts
     if last_event_id and last_event_id.strip().isdigit():
         after = max(after, int(last_event_id.strip()))
     keepalive = request.app.state.settings.realtime.sse_keepalive_seconds

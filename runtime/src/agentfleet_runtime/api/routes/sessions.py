@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from agentfleet_runtime.agent.service import TurnResult
-from agentfleet_runtime.api.deps import Service
+from agentfleet_runtime.api.authn import Invoker, Reader
+from agentfleet_runtime.api.deps import Service, check_quota
 from agentfleet_runtime.api.problems import problem_responses
 from agentfleet_runtime.api.schemas import (
     EventList,
@@ -24,6 +25,16 @@ from agentfleet_runtime.state.base import SessionRecord
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 
 
+async def _startable_session(
+    session_id: str, service: Service, caller: Invoker, request: Request
+) -> SessionRecord:
+    """A dependency, so that a 404/429 is answered before an SSE stream starts (the body
+    of a streaming route runs only once the response has begun)."""
+    record = await service.get_session(session_id, tenant=caller.tenant)
+    await check_quota(request, service, caller.tenant, "max_concurrent_turns")
+    return record
+
+
 def _public(record: SessionRecord) -> SessionPublic:
     return SessionPublic.model_validate(record.model_dump())
 
@@ -32,24 +43,32 @@ def _public(record: SessionRecord) -> SessionPublic:
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Start a session with an agent",
-    responses=problem_responses(404, 422),
+    responses=problem_responses(404, 422, 429),
 )
-async def create_session(body: SessionCreate, service: Service) -> SessionPublic:
-    record = await service.create_session(body.agent, title=body.title, metadata=body.metadata)
+async def create_session(
+    body: SessionCreate, service: Service, caller: Invoker, request: Request
+) -> SessionPublic:
+    await check_quota(request, service, caller.tenant, "max_sessions")
+    record = await service.create_session(
+        body.agent, title=body.title, metadata=body.metadata, tenant=caller.tenant
+    )
     return _public(record)
 
 
 @router.get("", summary="List sessions")
 async def list_sessions(
     service: Service,
+    caller: Reader,
     agent: Annotated[str | None, Query(description="Only this agent's sessions")] = None,
 ) -> ItemList[SessionPublic]:
-    return ItemList(items=[_public(r) for r in await service.list_sessions(agent=agent)])
+    return ItemList(
+        items=[_public(r) for r in await service.list_sessions(agent=agent, tenant=caller.tenant)]
+    )
 
 
 @router.get("/{session_id}", summary="Get a session", responses=problem_responses(404))
-async def get_session(session_id: str, service: Service) -> SessionPublic:
-    return _public(await service.get_session(session_id))
+async def get_session(session_id: str, service: Service, caller: Reader) -> SessionPublic:
+    return _public(await service.get_session(session_id, tenant=caller.tenant))
 
 
 @router.delete(
@@ -58,7 +77,8 @@ async def get_session(session_id: str, service: Service) -> SessionPublic:
     summary="Delete a session, its messages and events",
     responses=problem_responses(404),
 )
-async def delete_session(session_id: str, service: Service) -> None:
+async def delete_session(session_id: str, service: Service, caller: Invoker) -> None:
+    await service.get_session(session_id, tenant=caller.tenant)
     await service.delete_session(session_id)
 
 
@@ -67,7 +87,8 @@ async def delete_session(session_id: str, service: Service) -> None:
     summary="The session's conversation",
     responses=problem_responses(404),
 )
-async def list_messages(session_id: str, service: Service) -> MessageList:
+async def list_messages(session_id: str, service: Service, caller: Reader) -> MessageList:
+    await service.get_session(session_id, tenant=caller.tenant)
     return MessageList(items=await service.messages(session_id))
 
 
@@ -76,12 +97,14 @@ async def list_messages(session_id: str, service: Service) -> MessageList:
     summary="Send a message and wait for the agent's answer",
     description="Runs one turn: the model, the tools it asks for, until it answers. Returns "
     "the answer and every tool call made on the way.",
-    responses=problem_responses(404, 422, 502, 503, 504),
+    responses=problem_responses(404, 422, 429, 502, 503, 504),
 )
 async def post_message(
     session_id: str,
     body: MessageCreate,
     service: Service,
+    caller: Invoker,
+    request: Request,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -91,6 +114,8 @@ async def post_message(
         ),
     ] = None,
 ) -> TurnResult:
+    await service.get_session(session_id, tenant=caller.tenant)
+    await check_quota(request, service, caller.tenant, "max_concurrent_turns")
     return await service.run_turn(session_id, body.content, idempotency_key=idempotency_key)
 
 
@@ -104,9 +129,11 @@ async def post_message(
     responses=problem_responses(404, 422),
 )
 async def stream_message(
-    session_id: str, body: MessageCreate, service: Service
+    session_id: str,
+    body: MessageCreate,
+    service: Service,
+    _: Annotated[SessionRecord, Depends(_startable_session)],
 ) -> AsyncIterator[ServerSentEvent]:
-    await service.get_session(session_id)  # 404 before the stream starts
     async for event in service.stream_turn(session_id, body.content):
         yield ServerSentEvent(data=event, event=event["type"], id=str(event["id"]))
 
@@ -119,6 +146,8 @@ async def stream_message(
 async def list_events(
     session_id: str,
     service: Service,
+    caller: Reader,
     after: Annotated[int, Query(ge=0, description="Only events with a larger id")] = 0,
 ) -> EventList:
+    await service.get_session(session_id, tenant=caller.tenant)
     return EventList(items=await service.events(session_id, after=after))
