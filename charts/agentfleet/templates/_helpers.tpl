@@ -109,6 +109,10 @@ $(AGENTFLEET_REDIS_URL)
 {{- if eq .Values.state.backend "redis" -}}
 {{- $pairs = append $pairs (printf "AGENTFLEET_STATE__REDIS_URL=%s" (include "agentfleet.redis.url" .)) -}}
 {{- end -}}
+{{- $pairs = append $pairs (printf "AGENTFLEET_AUTH__MODE=%s" .Values.runtime.auth.mode) -}}
+{{- with .Values.runtime.auth.bootstrapTokenFile -}}
+{{- $pairs = append $pairs (printf "AGENTFLEET_AUTH__BOOTSTRAP_TOKEN_FILE=%s" .) -}}
+{{- end -}}
 {{- range $flag, $on := .Values.runtime.featureFlags -}}
 {{- $pairs = append $pairs (printf "AGENTFLEET_RESILIENCE__FLAGS__%s=%t" (upper (snakecase $flag)) $on) -}}
 {{- end -}}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agentfleet_runtime.auth.settings import AuthSettings
 from agentfleet_runtime.config import RuntimeSettings
 
 
@@ -132,3 +134,28 @@ def test_production_refuses_auth_none_unless_allowed() -> None:
     )
     assert allowed.auth.mode == "none"
     assert RuntimeSettings().auth.mode == "none"  # development default: `agentfleet dev`
+
+
+async def test_a_bootstrap_token_file_creates_the_first_key(
+    make_secure: Any, tmp_path: Path
+) -> None:
+    """What a production install does: api-keys mode, one admin token from a mounted
+    Secret file (no JSON list to pass through the chart), used to create real keys."""
+    token_file = tmp_path / "bootstrap-token"
+    token_file.write_text("bootstrap-secret-0123456789\n")
+    auth = AuthSettings(mode="api-keys", bootstrap_token_file=token_file)
+    async with make_secure(auth=auth) as rt:
+        assert (await rt.client.get("/api/v1/sessions")).status_code == 401
+        created = await rt.create_key("bootstrap-secret-0123456789", "agent-invoke")
+        headers = rt.as_(created["key"])
+        assert (await rt.client.get("/api/v1/sessions", headers=headers)).status_code == 200
+
+
+def test_a_missing_or_short_bootstrap_token_file_is_a_clear_error(tmp_path: Path) -> None:
+    missing = AuthSettings(mode="api-keys", bootstrap_token_file=tmp_path / "nope")
+    with pytest.raises(ValueError, match="BOOTSTRAP_TOKEN_FILE: cannot read"):
+        missing.all_tokens()
+    short = tmp_path / "short"
+    short.write_text("abc")
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        AuthSettings(mode="api-keys", bootstrap_token_file=short).all_tokens()

@@ -43,12 +43,13 @@ def create_authenticator(
 ) -> Authenticator:
     if settings.mode == "none":
         return NoAuthenticator()
-    if settings.mode == "static" and not settings.tokens:
+    tokens = settings.all_tokens()
+    if settings.mode == "static" and not tokens:
         raise ValueError("AGENTFLEET_AUTH__MODE=static needs AGENTFLEET_AUTH__TOKENS")
     if settings.mode == "jwt" and not settings.jwt.jwks_url:
         raise ValueError("AGENTFLEET_AUTH__MODE=jwt needs AGENTFLEET_AUTH__JWT__JWKS_URL")
     return ChainAuthenticator(
-        static=StaticTokenAuthenticator(settings.tokens) if settings.tokens else None,
+        static=StaticTokenAuthenticator(tokens) if tokens else None,
         api_keys=ApiKeyAuthenticator(api_keys) if api_keys is not None else None,
         jwt=JwtAuthenticator(settings.jwt) if settings.jwt.jwks_url else None,
     )

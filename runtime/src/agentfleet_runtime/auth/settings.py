@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
@@ -56,3 +57,24 @@ class AuthSettings(BaseModel):
     jwt: JwtSettings = Field(default_factory=JwtSettings)
     #: Let production run with ``mode=none`` (e.g. behind an authenticating gateway).
     allow_none_in_production: bool = False
+    #: A file holding one admin token (e.g. a Secret mounted through a SecretBinding):
+    #: the bootstrap credential that creates the first API keys. One line, no JSON, so
+    #: that it can be set where ``tokens`` cannot (the Helm chart's runtime env).
+    bootstrap_token_file: Path | None = None
+
+    def all_tokens(self) -> list[StaticToken]:
+        """``tokens`` plus the bootstrap token, read from its file now."""
+        if self.bootstrap_token_file is None:
+            return list(self.tokens)
+        try:
+            value = self.bootstrap_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(
+                f"AGENTFLEET_AUTH__BOOTSTRAP_TOKEN_FILE: cannot read {self.bootstrap_token_file}"
+                f" ({exc.strerror})"
+            ) from exc
+        if len(value) < 16:
+            raise ValueError(
+                "AGENTFLEET_AUTH__BOOTSTRAP_TOKEN_FILE: the token must be at least 16 characters"
+            )
+        return [*self.tokens, StaticToken(token=SecretStr(value), subject="bootstrap")]
