@@ -171,6 +171,9 @@ async def main() -> None:
         "AGENTFLEET_FAKE_PROVIDER_URL": f"http://127.0.0.1:{fake_port}",
         "AGENTFLEET_LOG_LEVEL": "WARNING",
         "AGENTFLEET_STREAM_TOKENS": args.stream_tokens,
+        # The API's per-caller limits (300 turns/min by default) would cap the load: this
+        # measures the turn path, not the limiter.
+        "AGENTFLEET_RATE_LIMITS__ENABLED": "false",
     }
     with (
         process("fake provider", [cli, "fake-provider", "--port", str(fake_port)]) as fake_pid,
