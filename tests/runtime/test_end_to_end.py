@@ -3,6 +3,7 @@ tool calls → MCP client → demo MCP server over streamable HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -229,5 +230,15 @@ async def test_health_and_metrics(runtime: Runtime) -> None:
     metrics = (await runtime.client.get("/metrics")).text
     assert _sample(metrics, series) == before + 1
     assert 'agentfleet_model_call_duration_seconds_count{model="fake-model"' in metrics
+    requests = (
+        'agentfleet_http_requests_total{method="POST",'
+        'route="/api/v1/sessions/{session_id}/messages",status="200"}'
+    )
+    # Counted once the response is sent, so a scrape right after may race it.
+    for _ in range(50):
+        if _sample((await runtime.client.get("/metrics")).text, requests) >= 1:
+            break
+        await asyncio.sleep(0.02)
+    assert _sample((await runtime.client.get("/metrics")).text, requests) >= 1
     openapi = (await runtime.client.get("/openapi.json")).json()
     assert "/api/v1/sessions/{session_id}/messages" in openapi["paths"]
