@@ -82,16 +82,22 @@ class MemoryTenantStore:
         return self._tenants.pop(tenant_id, None) is not None
 
 
+def _copy_session(record: SessionRecord) -> SessionRecord:
+    """An independent copy: every field is immutable but ``metadata`` (cheaper than a deep
+    copy, which showed in the turn benchmark's profile)."""
+    return record.model_copy(update={"metadata": dict(record.metadata)})
+
+
 class MemorySessionStore:
     def __init__(self) -> None:
         self._sessions: dict[str, SessionRecord] = {}
 
     async def put(self, record: SessionRecord) -> None:
-        self._sessions[record.id] = record.model_copy(deep=True)
+        self._sessions[record.id] = _copy_session(record)
 
     async def get(self, session_id: str) -> SessionRecord | None:
         record = self._sessions.get(session_id)
-        return record.model_copy(deep=True) if record else None
+        return _copy_session(record) if record else None
 
     async def list(
         self, *, agent: str | None = None, tenant: str | None = None
@@ -101,7 +107,7 @@ class MemorySessionStore:
             for r in self._sessions.values()
             if (agent is None or r.agent == agent) and (tenant is None or r.tenant == tenant)
         ]
-        return [r.model_copy(deep=True) for r in sorted(records, key=lambda r: r.created_at)]
+        return [_copy_session(r) for r in sorted(records, key=lambda r: r.created_at)]
 
     async def delete(self, session_id: str) -> bool:
         return self._sessions.pop(session_id, None) is not None
@@ -113,7 +119,7 @@ class MemorySessionStore:
         if record is None:
             return None
         change(record)  # no await between read and write: atomic in one event loop
-        return record.model_copy(deep=True)
+        return _copy_session(record)
 
 
 class _SessionEvents:
