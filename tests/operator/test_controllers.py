@@ -141,7 +141,7 @@ async def test_drift_is_corrected(emulator: KubernetesAPIEmulator, kube: KubeCli
             uid = service["metadata"]["uid"]
             return found if found and found["metadata"]["uid"] != uid else None
 
-        await eventually(recreated, what="the deleted Service back")
+        await eventually(recreated, what="the deleted Service back", within=20)
 
         config_map = await kube.get(CONFIG_MAPS, NS, "helper-config")
         await kube.patch(
@@ -158,14 +158,14 @@ async def test_drift_is_corrected(emulator: KubernetesAPIEmulator, kube: KubeCli
             found = await kube.get(DEPLOYMENTS, NS, "helper")
             return found if found["spec"]["template"]["spec"]["containers"] else None
 
-        await eventually(containers_back, what="the Deployment's containers restored")
+        await eventually(containers_back, what="the Deployment's containers restored", within=20)
 
         async def drift_events() -> list[dict[str, Any]] | None:
             events = await kube.list_objects(EVENTS, NS)
             found = [e for e in events if e["reason"] == "DriftCorrected"]
             return found or None
 
-        events = await eventually(drift_events, what="a DriftCorrected Event")
+        events = await eventually(drift_events, what="a DriftCorrected Event", within=20)
         assert events[0]["involvedObject"]["kind"] == "Agent"
         assert events[0]["type"] == "Normal"
 
