@@ -315,17 +315,7 @@ class Pipeline:
         if span_cm is not None:
             span_cm.__enter__()
         try:
-            if attempt.timeout is None:
-                result = await call(attempt)
-            else:
-                try:
-                    async with asyncio.timeout(attempt.timeout):
-                        result = await call(attempt)
-                except TimeoutError as exc:
-                    raise DependencyTimeoutError(
-                        f"{self.name} did not answer within {attempt.timeout:g}s",
-                        dependency=self.name,
-                    ) from exc
+            result = await self._within(attempt, call(attempt), "did not answer")
         except BaseException as exc:
             self._attempt_failed(exc)
             permit.exit(type(exc), exc, exc.__traceback__)
@@ -338,6 +328,19 @@ class Pipeline:
             span_cm.__exit__(None, None, None)
         return result
 
+    async def _within[R](self, attempt: Attempt, awaitable: Awaitable[R], failure: str) -> R:
+        """``awaitable``, bounded by the attempt's deadline (if it has one); running past it
+        is a :class:`DependencyTimeoutError` saying what did not happen in time."""
+        if attempt.timeout is None:
+            return await awaitable
+        try:
+            async with asyncio.timeout(attempt.timeout):
+                return await awaitable
+        except TimeoutError as exc:
+            raise DependencyTimeoutError(
+                f"{self.name} {failure} within {attempt.timeout:g}s", dependency=self.name
+            ) from exc
+
     async def _open(
         self, open_stream: Callable[[Attempt], AsyncIterator[T]], attempt: Attempt
     ) -> tuple[T, AsyncIterator[T], _Permit]:
@@ -345,17 +348,7 @@ class Pipeline:
         permit = await self._enter(attempt)
         stream = open_stream(attempt)
         try:
-            if attempt.timeout is None:
-                first = await anext(stream)
-            else:
-                try:
-                    async with asyncio.timeout(attempt.timeout):
-                        first = await anext(stream)
-                except TimeoutError as exc:
-                    raise DependencyTimeoutError(
-                        f"{self.name} did not start answering within {attempt.timeout:g}s",
-                        dependency=self.name,
-                    ) from exc
+            first = await self._within(attempt, anext(stream), "did not start answering")
         except BaseException as exc:
             self._attempt_failed(exc)
             closer = getattr(stream, "aclose", None)
