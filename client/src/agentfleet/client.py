@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx2
 
 from agentfleet._auth import Credentials, TokenProvider
 from agentfleet.errors import APIError, AuthenticationError
-from agentfleet.models import Agent, Event, Session, TurnResult
+from agentfleet.models import Agent, BulkResult, Event, Page, Session, TurnResult
 from agentfleet.realtime import RealtimeClient
 
 API = "/api/v1"
+#: Items per request when the client pages through a whole list.
+PAGE_SIZE = 200
 
 
 class AgentfleetClient:
@@ -76,17 +79,83 @@ class AgentfleetClient:
             raise error(response.status_code, problem)
         return response
 
+    async def page[T](
+        self,
+        path: str,
+        model: type[T],
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        sort: str | None = None,
+        **filters: Any,
+    ) -> Page[T]:
+        """One page of the list at ``path`` (e.g. ``"/sessions"``): ``filters`` are its
+        query parameters (``None`` values left out; ``metadata={"k": "v"}`` becomes
+        ``metadata.k=v``)."""
+        params: dict[str, Any] = {"limit": limit, "cursor": cursor, "sort": sort}
+        for name, value in filters.items():
+            if isinstance(value, Mapping):
+                params.update({f"{name}.{k}": v for k, v in value.items()})
+            else:
+                params[name] = value
+        query = {k: _param(v) for k, v in params.items() if v is not None}
+        body = (await self._request("GET", path, params=query)).json()
+        return Page[model](  # type: ignore[valid-type]
+            items=body["items"], total=body.get("total", 0), next_cursor=body.get("next_cursor")
+        )
+
+    async def iterate[T](
+        self, path: str, model: type[T], *, page_size: int = PAGE_SIZE, **options: Any
+    ) -> AsyncIterator[T]:
+        """Every item of the list at ``path``, page after page (following ``next_cursor``)."""
+        cursor: str | None = None
+        while True:
+            page = await self.page(path, model, limit=page_size, cursor=cursor, **options)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def _all[T](self, path: str, model: type[T], **options: Any) -> list[T]:
+        return [item async for item in self.iterate(path, model, **options)]
+
     # -- agents ---------------------------------------------------------------------------
 
-    async def list_agents(self) -> list[Agent]:
-        items = (await self._request("GET", "/agents")).json()["items"]
-        return [Agent.model_validate(i) for i in items]
+    async def list_agents(
+        self, *, source: str | None = None, sort: str | None = None
+    ) -> list[Agent]:
+        """Every agent (all pages)."""
+        return await self._all("/agents", Agent, source=source, sort=sort)
+
+    def iter_agents(self, **options: Any) -> AsyncIterator[Agent]:
+        return self.iterate("/agents", Agent, **options)
+
+    async def create_agents(
+        self, agents: list[dict[str, Any]], *, idempotency_key: str | None = None
+    ) -> BulkResult:
+        """Create many agents (``[{"name", "spec"}]``, up to 100): a result per item."""
+        response = await self._request(
+            "POST", "/agents/bulk", json={"items": agents}, headers=_idempotency(idempotency_key)
+        )
+        return BulkResult.model_validate(response.json())
+
+    async def delete_agents(self, names: list[str]) -> BulkResult:
+        response = await self._request("POST", "/agents/bulk-delete", json={"names": names})
+        return BulkResult.model_validate(response.json())
 
     async def get_agent(self, name: str) -> Agent:
         return Agent.model_validate((await self._request("GET", f"/agents/{name}")).json())
 
-    async def create_agent(self, name: str, spec: dict[str, Any]) -> Agent:
-        response = await self._request("POST", "/agents", json={"name": name, "spec": spec})
+    async def create_agent(
+        self, name: str, spec: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> Agent:
+        response = await self._request(
+            "POST",
+            "/agents",
+            json={"name": name, "spec": spec},
+            headers=_idempotency(idempotency_key),
+        )
         return Agent.model_validate(response.json())
 
     async def delete_agent(self, name: str) -> None:
@@ -95,20 +164,49 @@ class AgentfleetClient:
     # -- sessions -------------------------------------------------------------------------
 
     async def create_session(
-        self, agent: str, *, title: str | None = None, metadata: dict[str, str] | None = None
+        self,
+        agent: str,
+        *,
+        title: str | None = None,
+        metadata: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> Session:
+        """With ``idempotency_key`` a retried call returns the session created first."""
         body = {"agent": agent, "title": title, "metadata": metadata or {}}
-        return Session.model_validate((await self._request("POST", "/sessions", json=body)).json())
+        response = await self._request(
+            "POST", "/sessions", json=body, headers=_idempotency(idempotency_key)
+        )
+        return Session.model_validate(response.json())
+
+    async def create_sessions(
+        self, sessions: list[dict[str, Any]], *, idempotency_key: str | None = None
+    ) -> BulkResult:
+        """Start many sessions (``[{"agent", "title"?, "metadata"?}]``, up to 100)."""
+        response = await self._request(
+            "POST",
+            "/sessions/bulk",
+            json={"items": sessions},
+            headers=_idempotency(idempotency_key),
+        )
+        return BulkResult.model_validate(response.json())
+
+    async def delete_sessions(self, session_ids: list[str]) -> BulkResult:
+        response = await self._request("POST", "/sessions/bulk-delete", json={"ids": session_ids})
+        return BulkResult.model_validate(response.json())
 
     async def get_session(self, session_id: str) -> Session:
         return Session.model_validate(
             (await self._request("GET", f"/sessions/{session_id}")).json()
         )
 
-    async def list_sessions(self, *, agent: str | None = None) -> list[Session]:
-        params = {"agent": agent} if agent else {}
-        items = (await self._request("GET", "/sessions", params=params)).json()["items"]
-        return [Session.model_validate(i) for i in items]
+    async def list_sessions(self, *, agent: str | None = None, **filters: Any) -> list[Session]:
+        """Every matching session (all pages). ``filters``: ``status``, ``created_after``,
+        ``created_before``, ``metadata={"key": "value"}``, ``sort``."""
+        return await self._all("/sessions", Session, agent=agent, **filters)
+
+    def iter_sessions(self, **options: Any) -> AsyncIterator[Session]:
+        """Sessions page by page, as they are needed (same filters as ``list_sessions``)."""
+        return self.iterate("/sessions", Session, **options)
 
     async def delete_session(self, session_id: str) -> None:
         await self._request("DELETE", f"/sessions/{session_id}")
@@ -129,6 +227,24 @@ class AgentfleetClient:
             await self._request("GET", f"/sessions/{session_id}/messages")
         ).json()["items"]
         return items
+
+    async def import_messages(
+        self,
+        session_id: str,
+        messages: list[dict[str, str]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> int:
+        """Append ``[{"role": "user"|"assistant", "content"}]`` to the conversation without
+        running a turn; returns the conversation's length."""
+        response = await self._request(
+            "POST",
+            f"/sessions/{session_id}/messages/import",
+            json={"messages": messages},
+            headers=_idempotency(idempotency_key),
+        )
+        total: int = response.json()["total"]
+        return total
 
     async def events(self, session_id: str, *, after: int = 0) -> list[Event]:
         response = await self._request(
@@ -164,3 +280,15 @@ class AgentfleetClient:
         """A WebSocket client (not yet connected: ``async with client.realtime() as rt``)."""
         ws_urls = [u.replace("http", "ws", 1) + API + "/ws" for u in self.urls]
         return RealtimeClient(ws_urls, self.credentials, **options)
+
+
+def _idempotency(key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": key} if key else {}
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

@@ -61,3 +61,32 @@ class Ack(_Model):
     turn_id: str
     idempotency_key: str
     duplicate: bool = False
+
+
+class Page[T](BaseModel):
+    """One page of a list: ``items``, ``total`` (matching the filters), ``next_cursor``
+    (``None`` on the last page)."""
+
+    items: list[T]
+    total: int = 0
+    next_cursor: str | None = None
+
+
+class BulkItemResult(_Model):
+    index: int
+    status: int
+    id: str | None = None
+    problem: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+class BulkResult(_Model):
+    """Per-item outcome of a bulk call (``status`` is what the single call would have
+    answered; ``problem`` its RFC 9457 body)."""
+
+    results: list[BulkItemResult]
+    succeeded: int
+    failed: int

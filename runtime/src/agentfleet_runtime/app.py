@@ -20,19 +20,24 @@ from agentfleet_runtime import __version__
 from agentfleet_runtime.agent.service import AgentService
 from agentfleet_runtime.api.authn import authenticated
 from agentfleet_runtime.api.middleware import RequestIdMiddleware
-from agentfleet_runtime.api.problems import install_problem_handlers
+from agentfleet_runtime.api.problems import install_problem_handlers, problem_responses
 from agentfleet_runtime.api.ratelimit import ApiRateLimiter
 from agentfleet_runtime.api.routes import (
     admin,
     agents,
     api_keys,
+    audit,
     deadletters,
     follow,
     health,
+    runs,
     sessions,
     stream,
     tenants,
 )
+from agentfleet_runtime.api.routes import mcp_servers as mcp_servers_routes
+from agentfleet_runtime.api.versioning import API_PREFIX
+from agentfleet_runtime.audit import AuditLog, AuditTrail, AuthFailureAuditor
 from agentfleet_runtime.auth import create_authenticator
 from agentfleet_runtime.config import Environment, RuntimeSettings
 from agentfleet_runtime.providers.factory import ProviderPool, ProviderSettings
@@ -44,10 +49,12 @@ from agentfleet_runtime.secrets.wiring import connect_provider_pool, model_api_k
 from agentfleet_runtime.state.base import AgentSource
 from agentfleet_runtime.state.dispatcher import TurnDispatcher
 from agentfleet_runtime.state.factory import open_state
+from agentfleet_runtime.tenants import TenantQuotaGuard
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/api/v1"
+#: Audit events kept in memory per replica for GET /api/v1/audit.
+AUDIT_TRAIL_CAPACITY = 10_000
 
 LifespanHook = Callable[[], AbstractAsyncContextManager[Any]]
 
@@ -85,6 +92,9 @@ def create_app(
     config = runtime_config or RuntimeConfig()
     replica = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
     create_authenticator(settings.auth)  # refuse bad auth settings before serving
+    audit_log = AuditLog()
+    trail = AuditTrail(AUDIT_TRAIL_CAPACITY)
+    audit_log.add_sink(trail)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +103,7 @@ def create_app(
             secrets_dir=settings.secrets_dir,
             development=settings.environment is Environment.DEVELOPMENT,
             resolved={agent.name: agent.secrets for agent in config.agents},
+            audit=audit_log,
         )
         await secrets.start()  # first load; readiness stays false while required ones miss
         consumer = _secret_consumer(config)
@@ -116,8 +127,13 @@ def create_app(
         # API keys live in the state backend: shared by every replica on Redis.
         app.state.authenticator = create_authenticator(settings.auth, state.api_keys)
         app.state.api_limits = ApiRateLimiter(
-            settings.rate_limits, state.rate_limits, state.tenants
+            settings.rate_limits,
+            state.rate_limits,
+            state.tenants,
+            default_quotas=settings.tenancy.default_quotas,
         )
+        quotas = TenantQuotaGuard(state.tenants, settings.tenancy.default_quotas, state.quotas)
+        app.state.quotas = quotas
         service = AgentService(
             agents=state.agents,
             sessions=state.sessions,
@@ -126,7 +142,9 @@ def create_app(
             providers=providers,
             stream_tokens=settings.stream_tokens,
             read_only=settings.cluster_mode,
+            runs=state.runs,
         )
+        service.quotas = quotas
         await state_stack.enter_async_context(open_resilience(settings, state, service, app.state))
         service.mcp_servers.update(mcp_servers or {})
         for agent in config.agents:
@@ -142,6 +160,7 @@ def create_app(
             broadcast=state.broadcast,
         )
         state.control_handlers.append(dispatcher.on_control)
+        state.control_handlers.append(mcp_servers_routes.refresh_handler(service, replica))
         service.dispatcher = dispatcher
         hub = ConnectionHub(settings.realtime)
         app.state.service = service
@@ -190,15 +209,24 @@ def create_app(
     )
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticated)])
+    # Every authenticated route: no or bad credentials, missing scope, rate limit.
+    api = APIRouter(
+        prefix=API_PREFIX,
+        dependencies=[Depends(authenticated)],
+        responses=problem_responses(401, 403, 429),
+    )
     api.include_router(agents.router)
     api.include_router(sessions.router)
     api.include_router(follow.router)
     api.include_router(deadletters.router)
     api.include_router(api_keys.router)
     api.include_router(tenants.router)
+    api.include_router(runs.router)
+    api.include_router(mcp_servers_routes.router)
+    api.include_router(audit.router)
     app.include_router(api)
-    # The admin API has its own bearer token (AGENTFLEET_RESILIENCE__ADMIN_TOKEN).
+    # The resilience admin API authenticates itself: the admin scope of the operator
+    # tenant, or the deprecated AGENTFLEET_RESILIENCE__ADMIN_TOKEN.
     app.include_router(admin.router, prefix=API_PREFIX)
     # WebSockets authenticate themselves (header or first frame, with close codes).
     app.include_router(stream.router, prefix=API_PREFIX)
@@ -206,6 +234,10 @@ def create_app(
     app.state.settings = settings
     app.state.authenticator = create_authenticator(settings.auth)  # until state opens
     app.state.replica = replica
+    # The one audit log of the process; GET /api/v1/audit reads its ring buffer.
+    app.state.audit = audit_log
+    app.state.audit_trail = trail
+    app.state.auth_failures = AuthFailureAuditor(audit_log)
     return app
 
 

@@ -5,14 +5,20 @@ comes from the caller's identity (its API key, a JWT claim, a static token's set
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Protocol
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from agentfleet_runtime.auth.settings import TENANT_PATTERN
 from agentfleet_runtime.errors import AgentfleetError
 from agentfleet_runtime.state.base import utcnow
+from agentfleet_runtime.state.quotas import QuotaStore
+
+log = logging.getLogger(__name__)
 
 TenantId = Annotated[str, Field(min_length=1, max_length=63, pattern=TENANT_PATTERN)]
 
@@ -26,6 +32,11 @@ class TenantQuotas(BaseModel):
     )
     requests_per_minute: int | None = Field(
         default=None, ge=1, description="REST requests per minute across all its keys"
+    )
+    tokens_per_day: int | None = Field(
+        default=None,
+        ge=1,
+        description="Model tokens (input + output) per UTC day; counted when a turn ends",
     )
 
 
@@ -49,3 +60,103 @@ class TenantQuotaExceededError(AgentfleetError):
     status = 429
     slug = "quota-exceeded"
     title = "Tenant quota exceeded"
+
+    def __init__(self, detail: str, *, quota: str, limit: int, used: int, **extra: object) -> None:
+        super().__init__(detail, quota=quota, limit=limit, used=used, **extra)
+
+
+QuotaName = Literal["max_sessions", "max_concurrent_turns", "requests_per_minute", "tokens_per_day"]
+
+
+class TenantQuotaGuard:
+    """Enforces tenant quotas: a tenant's own (its :class:`TenantRecord`), else the
+    runtime's defaults (``AGENTFLEET_TENANCY__DEFAULT_QUOTAS__*``). Counters and locks
+    live in the state backend, so on Redis the limits hold across replicas.
+
+    * ``max_sessions``: :meth:`session_slot` counts and creates under a per-tenant lock,
+      so concurrent creations cannot overshoot.
+    * ``tokens_per_day``: :meth:`check_tokens` refuses a new turn once the tenant's
+      tokens of the current UTC day reached the limit; :meth:`add_tokens` counts a turn's
+      usage when it ends (so the turn that crosses the limit finishes; the next is
+      refused until midnight UTC).
+    * ``max_concurrent_turns``: :meth:`check` against the running sessions.
+    * ``requests_per_minute``: read by the API rate limiter (:meth:`limit`).
+    """
+
+    def __init__(
+        self,
+        tenants: TenantStore,
+        defaults: TenantQuotas,
+        store: QuotaStore,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._tenants = tenants
+        self._defaults = defaults
+        self._store = store
+        self._clock = clock
+
+    async def limit(self, tenant: str, quota: QuotaName) -> int | None:
+        record = await self._tenants.get(tenant)
+        own: int | None = getattr(record.quotas, quota) if record is not None else None
+        return own if own is not None else getattr(self._defaults, quota)
+
+    async def check(self, tenant: str, quota: QuotaName, used: int) -> None:
+        """Refuse when ``used`` (counted by the caller) reached the quota."""
+        limit = await self.limit(tenant, quota)
+        if limit is not None and used >= limit:
+            raise TenantQuotaExceededError(
+                f"tenant {tenant!r} has reached its {quota} quota ({limit})",
+                quota=quota,
+                limit=limit,
+                used=used,
+            )
+
+    @contextlib.asynccontextmanager
+    async def session_slot(
+        self, tenant: str, count: Callable[[], Awaitable[int]]
+    ) -> AsyncIterator[None]:
+        """The block creates one session of ``tenant`` if its ``max_sessions`` quota
+        allows: ``count()`` (the sessions it has) is checked and the block runs while the
+        tenant's quota lock is held (only when the tenant has a limit)."""
+        if await self.limit(tenant, "max_sessions") is None:
+            yield
+            return
+        async with self._store.lock(f"sessions:{tenant}"):
+            await self.check(tenant, "max_sessions", await count())
+            yield
+
+    def _day(self) -> tuple[str, datetime]:
+        now = self._clock()
+        midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+        return now.strftime("%Y-%m-%d"), midnight
+
+    async def check_tokens(self, tenant: str) -> None:
+        """Refuse a new turn when the tenant used up today's tokens (429 with when the
+        quota resets, and ``Retry-After``)."""
+        limit = await self.limit(tenant, "tokens_per_day")
+        if limit is None:
+            return
+        day, resets = self._day()
+        used = await self._store.get(f"tokens:{tenant}:{day}")
+        if used >= limit:
+            raise TenantQuotaExceededError(
+                f"tenant {tenant!r} has used its tokens_per_day quota ({used} of {limit} "
+                f"tokens today); it resets at {resets.isoformat()}",
+                quota="tokens_per_day",
+                limit=limit,
+                used=used,
+                resets_at=resets.isoformat(),
+                retry_after=max(1.0, (resets - self._clock()).total_seconds()),
+            )
+
+    async def add_tokens(self, tenant: str, tokens: int) -> int:
+        """Count a finished turn's tokens for today (kept two days, then expired)."""
+        day, _ = self._day()
+        if tokens <= 0:
+            return await self._store.get(f"tokens:{tenant}:{day}")
+        return await self._store.add(f"tokens:{tenant}:{day}", tokens, ttl_seconds=2 * 86_400)
+
+    async def tokens_used(self, tenant: str) -> int:
+        day, _ = self._day()
+        return await self._store.get(f"tokens:{tenant}:{day}")

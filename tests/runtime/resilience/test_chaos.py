@@ -13,7 +13,7 @@ import pytest
 BENCH = Path(__file__).parents[3] / "bench" / "chaos.py"
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(240)
 async def test_chaos_loses_nothing(redis_server: object) -> None:  # redis_server: installed
     spec = importlib.util.spec_from_file_location("agentfleet_bench_chaos", BENCH)
     assert spec is not None

@@ -73,6 +73,65 @@ async def test_spans_per_model_call_tool_call_and_attempt(
     assert mcp_attempt.parent.span_id == tool.context.span_id
 
 
+async def test_the_turn_span_is_the_parent_of_model_tool_and_attempt_spans(
+    fake_provider: RunningFakeProvider, demo_mcp_url: str, spans: InMemorySpanExporter
+) -> None:
+    """One trace per turn: ``invoke_agent calc`` → ``chat`` (one per model call) →
+    ``attempt llm:…`` (one per attempt, the retried one included), and ``invoke_agent``
+    → ``execute_tool`` → ``attempt mcp:…``."""
+    demo = ResolvedMCPServer(name="demo", transport=MCPTransport.STREAMABLE_HTTP, url=demo_mcp_url)
+    resilience = policy(llm=category(attempts=2, base_delay=0.01))
+    async with runtime(fake_provider, resilience, [demo]) as rt:
+        session = await rt.session()
+        fake_provider.script.push(FakeReply(status=503))  # the first model call is retried
+        fake_provider.script.push_tool_call("calculate", {"expression": "6*7"})
+        fake_provider.script.push(FakeReply(text="42", input_tokens=30, output_tokens=2))
+        answer = (await rt.say(session, "6*7?")).json()
+    finished = spans.get_finished_spans()
+    (turn,) = [s for s in finished if s.name == "invoke_agent calc"]
+    attributes = turn.attributes or {}
+    assert attributes["gen_ai.operation.name"] == "invoke_agent"
+    assert attributes["gen_ai.agent.name"] == "calc"
+    assert attributes["gen_ai.conversation.id"] == session
+    assert attributes["gen_ai.request.model"] == "fake-model"
+    assert attributes["agentfleet.turn.id"] == answer["turn_id"]
+    assert attributes["gen_ai.usage.input_tokens"] == answer["usage"]["input_tokens"]
+    assert attributes["gen_ai.usage.output_tokens"] == answer["usage"]["output_tokens"]
+    assert "error.type" not in attributes
+
+    def parent(span: object) -> int | None:
+        ref = getattr(span, "parent", None)
+        return ref.span_id if ref is not None else None
+
+    in_turn = [s for s in finished if s.context.trace_id == turn.context.trace_id]
+    chats = [s for s in in_turn if s.name == "chat fake-model"]
+    (tool,) = [s for s in in_turn if s.name == "execute_tool calculate"]
+    assert len(chats) == 2
+    assert {parent(s) for s in [*chats, tool]} == {turn.context.span_id}
+    llm_attempts = [s for s in in_turn if s.name == "attempt llm:fake/fake-model"]
+    assert [(s.attributes or {})["agentfleet.attempt"] for s in llm_attempts] == [1, 2, 1]
+    assert [parent(s) for s in llm_attempts] == [
+        chats[0].context.span_id,
+        chats[0].context.span_id,
+        chats[1].context.span_id,
+    ]
+    (mcp_attempt,) = [s for s in in_turn if s.name == "attempt mcp:demo"]
+    assert parent(mcp_attempt) == tool.context.span_id
+    assert turn.parent is None or turn.parent.span_id not in {s.context.span_id for s in in_turn}
+
+
+async def test_a_failed_turn_span_says_why(
+    fake_provider: RunningFakeProvider, spans: InMemorySpanExporter
+) -> None:
+    async with runtime(fake_provider, policy(llm=category(attempts=1))) as rt:
+        session = await rt.session()
+        fake_provider.script.push_error(401, message="invalid key")
+        assert (await rt.say(session, "hi")).status_code == 502
+    (turn,) = [s for s in spans.get_finished_spans() if s.name == "invoke_agent calc"]
+    assert (turn.attributes or {})["error.type"] == "auth"
+    assert turn.status.status_code.name == "ERROR"
+
+
 async def test_json_logs_carry_the_correlation_ids(
     capsys: pytest.CaptureFixture[str], registry: ResilienceRegistry
 ) -> None:

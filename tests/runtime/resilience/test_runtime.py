@@ -16,6 +16,7 @@ from agentfleet_crds.contract import AgentConfig, ResolvedMCPServer, RuntimeConf
 from agentfleet_crds.v1alpha1 import AgentSpec, MCPTransport
 from agentfleet_crds.v1alpha1.resiliencepolicy import ResiliencePolicySpec
 from agentfleet_runtime.app import create_app
+from agentfleet_runtime.auth.settings import AuthSettings, StaticToken
 from agentfleet_runtime.config import RuntimeSettings
 from agentfleet_runtime.providers.fake import FakeReply
 from agentfleet_runtime.testing.fake_provider import RunningFakeProvider
@@ -150,18 +151,53 @@ async def test_failed_turns_become_dead_letters_to_replay_or_discard(
         assert (await rt.client.get(f"/api/v1/deadletters/{pending[0]['id']}")).status_code == 404
 
 
-async def test_admin_api_needs_its_token(fake_provider: RunningFakeProvider) -> None:
-    async with runtime(fake_provider, FAST) as rt:
-        response = await rt.client.get("/api/v1/admin/breakers", headers=rt.admin())
-        assert response.status_code == 403  # no admin token configured: disabled
-    async with runtime(fake_provider, FAST, resilience={"admin_token": ADMIN}) as rt:
-        wrong = await rt.client.get("/api/v1/admin/breakers", headers=rt.admin("nope"))
-        assert wrong.status_code == 401
-        assert wrong.headers["content-type"] == "application/problem+json"
-        assert (await rt.client.get("/api/v1/admin/breakers")).status_code == 401
-        right = await rt.client.get("/api/v1/admin/breakers", headers=rt.admin())
+OPERATOR_ADMIN = "operator-admin-token"
+OPERATOR_READER = "operator-reader-token"
+OTHER_ADMIN = "other-tenant-admin-token"
+AUTH = AuthSettings(
+    mode="static",
+    tokens=[
+        StaticToken(token=OPERATOR_ADMIN, subject="ops"),  # type: ignore[arg-type]
+        StaticToken(token=OPERATOR_READER, subject="ro", scopes=["read"]),  # type: ignore[arg-type]
+        StaticToken(token=OTHER_ADMIN, subject="other", tenant="other"),  # type: ignore[arg-type]
+    ],
+)
+
+
+async def test_admin_api_needs_the_operator_tenants_admin_scope(
+    fake_provider: RunningFakeProvider,
+) -> None:
+    async with runtime(fake_provider, FAST, auth=AUTH) as rt:
+        anonymous = await rt.client.get("/api/v1/admin/breakers")
+        assert anonymous.status_code == 401
+        assert anonymous.headers["content-type"] == "application/problem+json"
+        reader = await rt.client.get("/api/v1/admin/breakers", headers=rt.admin(OPERATOR_READER))
+        assert reader.status_code == 403
+        assert reader.json()["required_scope"] == "admin"
+        other = await rt.client.get("/api/v1/admin/breakers", headers=rt.admin(OTHER_ADMIN))
+        assert other.status_code == 403  # breakers are shared: not another tenant's admin
+        right = await rt.client.get("/api/v1/admin/breakers", headers=rt.admin(OPERATOR_ADMIN))
         assert right.status_code == 200
         assert [b["name"] for b in right.json()["items"]] == ["llm:fake/fake-model"]
+        assert "deprecation" not in right.headers
+        # without AGENTFLEET_RESILIENCE__ADMIN_TOKEN the old token is just a wrong one
+        assert (
+            await rt.client.get("/api/v1/admin/breakers", headers=rt.admin())
+        ).status_code == 401
+
+
+async def test_the_old_admin_token_still_works_deprecated(
+    fake_provider: RunningFakeProvider,
+) -> None:
+    async with runtime(fake_provider, FAST, auth=AUTH, resilience={"admin_token": ADMIN}) as rt:
+        old = await rt.client.get("/api/v1/admin/breakers", headers=rt.admin())
+        assert old.status_code == 200
+        assert old.headers["deprecation"] == "@1793491200"
+        assert 'rel="deprecation"' in old.headers["link"]
+        wrong = await rt.client.get("/api/v1/admin/breakers", headers=rt.admin("nope"))
+        assert wrong.status_code == 401
+        # the token still only opens the admin API
+        assert (await rt.client.get("/api/v1/sessions", headers=rt.admin())).status_code == 401
 
 
 async def test_breakers_are_forced_and_reset_through_the_admin_api(

@@ -11,7 +11,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from agentfleet_crds.contract import ResolvedMCPServer
+from agentfleet_crds.contract import ResolvedMCPServer, RuntimeConfig
 from agentfleet_crds.v1alpha1 import MCPTransport
 from agentfleet_runtime.app import create_app
 from agentfleet_runtime.auth.settings import AuthSettings, StaticToken
@@ -29,6 +29,7 @@ class SecureRuntime:
     url: str
     client: httpx2.AsyncClient
     app: Any
+    fake: RunningFakeProvider | None = None
     admin_a: str = ADMIN_A
     admin_b: str = ADMIN_B
     tenant_b: str = TENANT_B
@@ -61,16 +62,17 @@ async def secure_runtime(
             ],
         ),
     )
+    runtime_config: RuntimeConfig | None = overrides.pop("runtime_config", None)
     settings = RuntimeSettings(
         fake_provider_url=fake.url, log_format="console", auth=auth, **overrides
     )
     demo = ResolvedMCPServer(name="demo", transport=MCPTransport.STREAMABLE_HTTP, url=demo_url)
-    app = create_app(settings, mcp_servers={"demo": demo})
+    app = create_app(settings, mcp_servers={"demo": demo}, runtime_config=runtime_config)
     async with (
         running_server(app) as server,
         httpx2.AsyncClient(base_url=server.url, timeout=30) as client,
     ):
-        yield SecureRuntime(url=server.url, client=client, app=app)
+        yield SecureRuntime(url=server.url, client=client, app=app, fake=fake)
 
 
 @pytest.fixture
@@ -86,7 +88,7 @@ SecureFactory = Any
 
 @pytest.fixture
 def make_secure(fake_provider: RunningFakeProvider, demo_mcp_url: str) -> SecureFactory:
-    """``async with make_secure(rate_limits=..., tenancy=...) as rt``."""
+    """``async with make_secure(rate_limits=..., tenancy=..., runtime_config=...) as rt``."""
 
     def make(**overrides: Any) -> contextlib.AbstractAsyncContextManager[SecureRuntime]:
         return secure_runtime(fake_provider, demo_mcp_url, **overrides)

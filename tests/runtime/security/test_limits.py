@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from agentfleet_runtime.api.ratelimit import ApiRateLimitSettings, Bucket
 from agentfleet_runtime.config import TenancySettings
+from agentfleet_runtime.state.settings import StateSettings
 from agentfleet_runtime.tenants import TenantQuotas
 
 
@@ -52,3 +57,103 @@ async def test_tenant_session_quota(make_secure: Any, agent_body: Any) -> None:
         assert raised.status_code == 201
         again = await rt.client.post("/api/v1/sessions", json={"agent": "calc"}, headers=a)
         assert again.status_code == 201
+
+
+async def test_default_requests_per_minute_quota_applies(make_secure: Any) -> None:
+    """``AGENTFLEET_TENANCY__DEFAULT_QUOTAS__REQUESTS_PER_MINUTE`` limits every tenant
+    without a quota of its own (the per-caller buckets are far larger here)."""
+    tenancy = TenancySettings(default_quotas=TenantQuotas(requests_per_minute=2))
+    async with make_secure(tenancy=tenancy) as rt:
+        a = rt.as_(rt.admin_a)
+        for _ in range(2):
+            ok = await rt.client.get("/api/v1/sessions", headers=a)
+            assert ok.status_code == 200
+        assert ok.headers["RateLimit-Limit"] == "2"
+        refused = await rt.client.get("/api/v1/sessions", headers=a)
+        assert refused.status_code == 429
+        assert refused.json()["limit_scope"] == "tenant"
+        assert "2 per minute" in refused.json()["detail"]
+        # Another tenant has its own bucket of the same default size.
+        assert (await rt.client.get("/api/v1/sessions", headers=rt.as_(rt.admin_b))).is_success
+
+
+async def test_tokens_per_day_quota_refuses_the_next_turn(
+    make_secure: Any, agent_body: Any
+) -> None:
+    tenancy = TenancySettings(default_quotas=TenantQuotas(tokens_per_day=1))
+    async with make_secure(tenancy=tenancy) as rt:
+        a = rt.as_(rt.admin_a)
+        assert (await rt.client.post("/api/v1/agents", json=agent_body, headers=a)).is_success
+        sid = (await rt.client.post("/api/v1/sessions", json={"agent": "calc"}, headers=a)).json()[
+            "id"
+        ]
+        first = await rt.client.post(
+            f"/api/v1/sessions/{sid}/messages", json={"content": "hello"}, headers=a
+        )
+        assert first.status_code == 200, first.text  # nothing used yet today: it runs
+        spent = first.json()["usage"]["input_tokens"] + first.json()["usage"]["output_tokens"]
+        assert spent > 1
+        assert await rt.app.state.quotas.tokens_used("default") == spent
+
+        for path in (f"/api/v1/sessions/{sid}/messages", f"/api/v1/sessions/{sid}/messages/stream"):
+            refused = await rt.client.post(path, json={"content": "again"}, headers=a)
+            assert refused.status_code == 429, (path, refused.text)
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            body = refused.json()
+            assert body["type"].endswith("/quota-exceeded")
+            assert (body["quota"], body["limit"], body["used"]) == ("tokens_per_day", 1, spent)
+            resets = datetime.fromisoformat(body["resets_at"])
+            assert resets.hour == resets.minute == 0
+            assert timedelta(0) < resets - datetime.now(UTC) <= timedelta(days=1)
+            assert 1 <= int(refused.headers["Retry-After"]) <= 86_400
+
+        # The other tenant's tokens are its own.
+        b = rt.as_(rt.admin_b)
+        assert (await rt.client.post("/api/v1/agents", json=agent_body, headers=b)).is_success
+        other = (await rt.client.post("/api/v1/sessions", json={"agent": "calc"}, headers=b)).json()
+        answer = await rt.client.post(
+            f"/api/v1/sessions/{other['id']}/messages", json={"content": "hi"}, headers=b
+        )
+        assert answer.status_code == 200, answer.text
+        # A tenant record with a larger quota lets tenant a go on today.
+        raised = await rt.client.post(
+            "/api/v1/tenants",
+            json={"id": "default", "quotas": {"tokens_per_day": 1_000_000}},
+            headers=a,
+        )
+        assert raised.status_code == 201
+        again = await rt.client.post(
+            f"/api/v1/sessions/{sid}/messages", json={"content": "again"}, headers=a
+        )
+        assert again.status_code == 200, again.text
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_concurrent_session_creations_never_exceed_max_sessions(
+    make_secure: Any, agent_body: Any, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Many creations at once: exactly ``max_sessions`` succeed (the quota is checked and
+    the session created under the tenant's quota lock; on Redis a Redis lock)."""
+    state = StateSettings()
+    if backend == "redis":
+        server = request.getfixturevalue("redis_server")
+        state = StateSettings(backend="redis", redis_url=server.url)
+    tenancy = TenancySettings(default_quotas=TenantQuotas(max_sessions=3))
+    async with make_secure(tenancy=tenancy, state=state) as rt:
+        a = rt.as_(rt.admin_a)
+        assert (await rt.client.post("/api/v1/agents", json=agent_body, headers=a)).is_success
+        responses = await asyncio.gather(
+            *(
+                rt.client.post("/api/v1/sessions", json={"agent": "calc"}, headers=a)
+                for _ in range(12)
+            )
+        )
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [201] * 3 + [429] * 9, [r.text for r in responses]
+        listed = await rt.client.get("/api/v1/sessions", headers=a)
+        assert len(listed.json()["items"]) == 3
+        # Deleting one frees a slot.
+        await rt.client.delete(f"/api/v1/sessions/{listed.json()['items'][0]['id']}", headers=a)
+        assert (
+            await rt.client.post("/api/v1/sessions", json={"agent": "calc"}, headers=a)
+        ).status_code == 201

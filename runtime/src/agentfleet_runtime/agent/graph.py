@@ -75,11 +75,14 @@ class TurnUsage:
     input_tokens: int = 0
     output_tokens: int = 0
     model_calls: int = 0
+    #: The model that gave the last answer, as its provider names it (for the run record).
+    model: str | None = None
 
     def add(self, response: ModelResponse) -> None:
         self.input_tokens += response.usage.input_tokens
         self.output_tokens += response.usage.output_tokens
         self.model_calls += 1
+        self.model = response.model or self.model
 
 
 @dataclass
@@ -288,7 +291,10 @@ async def run_tools(state: AgentState, runtime: Runtime[TurnContext]) -> dict[st
     return {"messages": results}
 
 
-def next_after_model(state: AgentState) -> str:
+async def next_after_model(state: AgentState) -> str:
+    # ``async`` on purpose: LangGraph runs a sync edge function in a thread pool when the
+    # graph runs async — a thread hop per model step (~10% of the runtime's CPU in the
+    # turn benchmark).
     return "tools" if state["messages"][-1].get("tool_calls") else END
 
 

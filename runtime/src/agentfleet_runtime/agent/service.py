@@ -9,13 +9,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Durability
 from pydantic import BaseModel
 
-from agentfleet_crds.contract import AgentConfig, ResolvedMCPServer
+from agentfleet_crds.contract import AgentConfig
 from agentfleet_crds.v1alpha1 import AgentSpec, ResiliencePolicySpec
 from agentfleet_runtime.agent.events import Emit, EventType, TurnEvent
 from agentfleet_runtime.agent.graph import AgentState, TurnContext, build_agent_graph
@@ -29,7 +30,7 @@ from agentfleet_runtime.errors import (
 )
 from agentfleet_runtime.loader import resolve_agent
 from agentfleet_runtime.messages import Message, user_message
-from agentfleet_runtime.observability import metrics
+from agentfleet_runtime.observability import metrics, tracing
 from agentfleet_runtime.providers.base import ModelProvider
 from agentfleet_runtime.providers.factory import ProviderPool
 from agentfleet_runtime.state.base import (
@@ -39,22 +40,41 @@ from agentfleet_runtime.state.base import (
     AgentStore,
     Claim,
     EventLog,
+    LeaseLostError,
     SessionRecord,
     SessionStatus,
     SessionStore,
+    agent_key,
     utcnow,
 )
 from agentfleet_runtime.state.dispatcher import TurnDispatcher
+from agentfleet_runtime.state.runs import (
+    RunError,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    RunToolCall,
+    RunUsage,
+)
+from agentfleet_runtime.tools.catalog import MCPServerCatalog
 from agentfleet_runtime.tools.registry import ToolRegistry, create_tool_server
 
 if TYPE_CHECKING:
     from agentfleet_runtime.agent.graph import ModelCaller
     from agentfleet_runtime.deadletters import DeadLetterRecorder
     from agentfleet_runtime.resilience import ResilienceRegistry
+    from agentfleet_runtime.tenants import TenantQuotaGuard
 
 log = logging.getLogger(__name__)
 
 TERMINAL_EVENTS = frozenset({EventType.TURN_COMPLETED.value, EventType.TURN_FAILED.value})
+
+
+class SessionBusyError(ConflictError):
+    """The session has a turn running or queued: its history cannot change under it."""
+
+    slug = "session-busy"
+    title = "The session is running a turn"
 
 
 class ToolCallRecord(TypedDict):
@@ -133,9 +153,12 @@ class AgentService:
         stream_tokens: bool = True,
         read_only: bool = False,
         durability: Durability = "exit",
+        runs: RunStore | None = None,
     ) -> None:
-        """``read_only``: agents come only from the runtime config (cluster mode)."""
+        """``read_only``: agents come only from the runtime config (cluster mode);
+        ``runs``: where each turn's record is kept (none: not recorded)."""
         self._agents = agents
+        self._runs = runs
         self._sessions = sessions
         self._events = events
         self._checkpointer = checkpointer
@@ -149,7 +172,7 @@ class AgentService:
         self._graph = build_agent_graph(checkpointer)
         self._loaded: dict[str, LoadedAgent] = {}
         #: MCP servers and resilience policies agents created through the API may use.
-        self.mcp_servers: dict[str, ResolvedMCPServer] = {}
+        self.mcp_servers = MCPServerCatalog()
         self.policies: dict[str, ResiliencePolicySpec] = {}
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._running: set[asyncio.Task[TurnResult]] = set()
@@ -162,6 +185,8 @@ class AgentService:
         self.resilience: ResilienceRegistry | None = None
         #: Records permanently failed turns (set by the app).
         self.dead_letters: DeadLetterRecorder | None = None
+        #: Tenant quotas (set by the app): sessions per tenant, tokens per day.
+        self.quotas: TenantQuotaGuard | None = None
         #: Failed calls of one tool per turn before the model is told to stop calling it.
         self.tool_failures_per_turn: int = 2
 
@@ -195,8 +220,9 @@ class AgentService:
         loaded = LoadedAgent(
             config=config, source=source, provider=provider, tools=tools, models=models
         )
-        previous = self._loaded.get(config.name)
-        self._loaded[config.name] = loaded
+        key = agent_key(config.name, tenant)
+        previous = self._loaded.get(key)
+        self._loaded[key] = loaded
         await self._agents.put(
             AgentRecord(
                 name=config.name,
@@ -215,9 +241,18 @@ class AgentService:
         )
         return loaded
 
-    def resolve_agent(self, name: str, spec: AgentSpec) -> AgentConfig:
-        """An API-created agent's config: tool refs resolved against known MCP servers."""
-        return resolve_agent(name, spec, self.mcp_servers, self.policies)
+    def resolve_agent(
+        self, name: str, spec: AgentSpec, *, tenant: str | None = None
+    ) -> AgentConfig:
+        """An API-created agent's config: tool refs resolved against known MCP servers
+        (``tenant``: only the shared ones and that tenant's own)."""
+        servers = self.mcp_servers if tenant is None else self.mcp_servers.visible(tenant)
+        return resolve_agent(name, spec, servers, self.policies)
+
+    def tool_registries(self) -> dict[str, ToolRegistry]:
+        """The tool registry of every agent loaded in this process, by agent key (the
+        name of a shared agent, ``<tenant>/<name>`` of a tenant's own: see ``agent_key``)."""
+        return {name: loaded.tools for name, loaded in self._loaded.items()}
 
     async def create_agent(self, config: AgentConfig, *, tenant: str | None = None) -> AgentRecord:
         if self._read_only:
@@ -225,15 +260,32 @@ class AgentService:
                 "this runtime runs in cluster mode: agents are defined by Agent manifests "
                 "(kubectl apply), not through the API"
             )
-        if config.name in self._loaded:
+        # Names are per tenant; a shared agent's name (from the runtime config) is taken
+        # for every tenant. Another tenant's agent of the same name is no conflict.
+        key = agent_key(config.name, tenant)
+        if config.name in self._loaded or await self._agents.get(config.name) is not None:
+            raise ConflictError(
+                f"agent {config.name!r} already exists (a shared agent)", agent=config.name
+            )
+        if key in self._loaded or await self._agents.get(key) is not None:
             raise ConflictError(f"agent {config.name!r} already exists", agent=config.name)
         await self.load_agent(config, AgentSource.API, tenant=tenant)
-        return await self.get_agent(config.name)
+        return await self.get_agent(config.name, tenant=tenant)
+
+    async def _find_agent(self, name: str, tenant: str | None) -> AgentRecord | None:
+        """The agent ``name`` as ``tenant`` sees it: a shared one of that name first (the
+        runtime config's win), else the tenant's own; ``tenant=None``: shared ones only."""
+        record = await self._agents.get(name)
+        if record is None and tenant is not None:
+            record = await self._agents.get(agent_key(name, tenant))
+        if record is None or (tenant is not None and not record.visible_to(tenant)):
+            return None
+        return record
 
     async def get_agent(self, name: str, *, tenant: str | None = None) -> AgentRecord:
         """``tenant``: only if that tenant may see it (its own or a shared agent)."""
-        record = await self._agents.get(name)
-        if record is None or (tenant is not None and not record.visible_to(tenant)):
+        record = await self._find_agent(name, tenant)
+        if record is None:
             raise NotFoundError(f"agent {name!r} does not exist", agent=name)
         return record
 
@@ -241,42 +293,55 @@ class AgentService:
         records = await self._agents.list()
         return [r for r in records if tenant is None or r.visible_to(tenant)]
 
-    def loaded_agent(self, name: str) -> LoadedAgent:
+    def loaded_agent(self, name: str, *, tenant: str | None = None) -> LoadedAgent:
+        """The agent ``name`` loaded in this process, as ``tenant`` sees it (a shared one
+        first, else the tenant's own)."""
         loaded = self._loaded.get(name)
+        if loaded is None and tenant is not None:
+            loaded = self._loaded.get(agent_key(name, tenant))
         if loaded is None:
             raise NotFoundError(f"agent {name!r} does not exist", agent=name)
         return loaded
 
-    async def agent_for(self, name: str) -> LoadedAgent:
-        """The loaded agent, loading it here when another replica created it through the
-        API (the registry in the state store is shared; loaded tools are per process)."""
-        loaded = self._loaded.get(name)
-        if loaded is not None and loaded.source is AgentSource.CONFIG:
-            return loaded
-        record = await self._agents.get(name)
+    async def agent_for(self, name: str, *, tenant: str | None = None) -> LoadedAgent:
+        """The loaded agent (as ``tenant`` sees it), loading it here when another replica
+        created it through the API (the registry in the state store is shared; loaded
+        tools are per process)."""
+        shared = self._loaded.get(name)
+        if shared is not None and shared.source is AgentSource.CONFIG:
+            return shared
+        record = await self._find_agent(name, tenant)
         if record is None:
-            if loaded is not None:  # deleted through another replica
-                del self._loaded[name]
-                await loaded.tools.aclose()
+            for key in {name, agent_key(name, tenant)}:
+                stale = self._loaded.get(key)
+                if stale is not None and stale.source is AgentSource.API:
+                    del self._loaded[key]  # deleted through another replica
+                    await stale.tools.aclose()
             raise NotFoundError(f"agent {name!r} does not exist", agent=name)
+        loaded = self._loaded.get(record.key)
         if loaded is not None and loaded.config.spec == record.spec:
             return loaded
         return await self.load_agent(
-            self.resolve_agent(name, record.spec), record.source, tenant=record.tenant
+            self.resolve_agent(name, record.spec, tenant=record.tenant),
+            record.source,
+            tenant=record.tenant,
         )
 
     async def delete_agent(self, name: str, *, tenant: str | None = None) -> None:
-        await self.get_agent(name, tenant=tenant)
-        loaded = self.loaded_agent(name)
-        if loaded.source is AgentSource.CONFIG:
+        record = await self.get_agent(name, tenant=tenant)
+        loaded = self._loaded.get(record.key)
+        if record.source is AgentSource.CONFIG or (
+            loaded is not None and loaded.source is AgentSource.CONFIG
+        ):
             raise ReadOnlyError(
                 f"agent {name!r} comes from the runtime config (an Agent manifest); "
                 "change or delete the manifest instead",
                 agent=name,
             )
-        del self._loaded[name]
-        await self._agents.delete(name)
-        await loaded.tools.aclose()
+        self._loaded.pop(record.key, None)
+        await self._agents.delete(record.key)
+        if loaded is not None:
+            await loaded.tools.aclose()
         metrics.AGENTS_LOADED.set(len(self._loaded))
 
     # -- sessions -------------------------------------------------------------------------
@@ -290,7 +355,7 @@ class AgentService:
         tenant: str = DEFAULT_TENANT,
     ) -> SessionRecord:
         await self.get_agent(agent, tenant=tenant)
-        await self.agent_for(agent)
+        await self.agent_for(agent, tenant=tenant)
         record = SessionRecord(
             id=f"ses_{uuid.uuid4().hex}",
             agent=agent,
@@ -298,7 +363,15 @@ class AgentService:
             metadata=metadata or {},
             tenant=tenant,
         )
-        await self._sessions.put(record)
+        if self.quotas is None:
+            await self._sessions.put(record)
+        else:  # counted and created under the tenant's quota lock: no overshoot
+
+            async def count() -> int:
+                return len(await self._sessions.list(tenant=tenant))
+
+            async with self.quotas.session_slot(tenant, count):
+                await self._sessions.put(record)
         metrics.SESSIONS_CREATED.labels(agent=agent).inc()
         return record
 
@@ -321,6 +394,8 @@ class AgentService:
             await self._sessions.delete(session_id)
             await self._events.delete(session_id)
             await self._checkpointer.adelete_thread(session_id)
+            if self._runs is not None:
+                await self._runs.delete_session(session_id)
             if self.dispatcher is not None:
                 await self.dispatcher.queue.delete(session_id)
         self._session_locks.pop(session_id, None)
@@ -328,6 +403,45 @@ class AgentService:
     async def messages(self, session_id: str) -> list[Message]:
         await self.get_session(session_id)
         return await self._thread_messages(session_id)
+
+    async def import_messages(self, session_id: str, messages: list[Message]) -> int:
+        """Append ``messages`` to the session's conversation without running a turn (e.g.
+        a history brought from elsewhere); the next turn sees them. Refused with
+        :class:`SessionBusyError` while a turn runs or is queued: this holds the session's
+        lease (so no replica starts one meanwhile) and its local lock. Returns the length
+        of the conversation afterwards."""
+        await self.get_session(session_id)
+        owner = f"import-{uuid.uuid4().hex}"
+        queue = self.dispatcher.queue if self.dispatcher is not None else None
+        busy = SessionBusyError(
+            f"session {session_id!r} is running a turn; import when it is idle",
+            session=session_id,
+        )
+        if queue is not None and not await queue.try_lease(session_id, owner, 30.0):
+            raise busy
+        try:
+            async with self._lock(session_id):
+                current = await self.get_session(session_id)
+                queued = await queue.depth(session_id) if queue is not None else 0
+                if current.status is SessionStatus.RUNNING or queued:
+                    raise busy
+                # As the model node: the graph's next step is then END (imported messages
+                # carry no tool calls), and a turn starts from its input as usual.
+                await self._graph.aupdate_state(
+                    {"configurable": {"thread_id": session_id}},
+                    {"messages": messages, "steps": 0},
+                    as_node="model",
+                )
+
+                def touch(record: SessionRecord) -> None:
+                    record.updated_at = utcnow()
+
+                await self._sessions.update(session_id, touch)
+                return len(await self._thread_messages(session_id))
+        finally:
+            if queue is not None and self.dispatcher is not None:
+                await queue.release(session_id, owner)
+                self.dispatcher.kick(session_id)  # a message sent meanwhile runs now
 
     async def events(self, session_id: str, *, after: int = 0) -> list[TurnEvent]:
         await self.get_session(session_id)
@@ -380,7 +494,7 @@ class AgentService:
             task.add_done_callback(self._running.discard)
             return task
         session = await self.get_session(session_id)
-        agent = self.loaded_agent(session.agent)
+        agent = self.loaded_agent(session.agent, tenant=session.tenant)
         turn_id = turn_id or f"turn_{uuid.uuid4().hex}"
         task = asyncio.create_task(
             self._run_turn(session, agent, turn_id, content, stream_tokens),
@@ -418,10 +532,26 @@ class AgentService:
         if self.dispatcher is None:
             raise RuntimeError("submit_turn needs a dispatcher")
         session = await self.get_session(session_id)
-        await self.agent_for(session.agent)
-        return await self.dispatcher.submit(
+        await self.agent_for(session.agent, tenant=session.tenant)
+        if self.quotas is not None:  # the tenant's tokens of the day
+            await self.quotas.check_tokens(session.tenant)
+        acceptance = await self.dispatcher.submit(
             session_id, content, idempotency_key=idempotency_key, stream_tokens=stream_tokens
         )
+        if not acceptance.duplicate and self._runs is not None:
+            message = acceptance.message
+            queued = RunRecord(
+                id=message.turn_id,
+                session_id=session_id,
+                agent=session.agent,
+                tenant=session.tenant,
+                created_at=datetime.fromtimestamp(message.accepted_at, UTC),
+            )
+            try:  # never over the record of a turn that already started
+                await self._runs.create(queued)
+            except Exception:  # not worth failing the accepted message for
+                log.warning("could not record run %s", queued.id, exc_info=True)
+        return acceptance
 
     async def wait_turn(self, session_id: str, turn_id: str, *, after: int = 0) -> TurnResult:
         """The outcome of a queued turn, wherever it runs: its result, or its failure
@@ -449,7 +579,7 @@ class AgentService:
         outcome.add_done_callback(lambda f: None if f.cancelled() else f.exception())
         self._outcomes[message.turn_id] = outcome
         try:
-            agent = await self.agent_for(session.agent)
+            agent = await self.agent_for(session.agent, tenant=session.tenant)
             result = await self._run_turn(
                 session,
                 agent,
@@ -457,6 +587,7 @@ class AgentService:
                 message.content,
                 message.stream_tokens,
                 attempt=claim.attempt,
+                accepted_at=message.accepted_at,
                 fence=owner,
             )
         except BaseException as exc:
@@ -484,7 +615,7 @@ class AgentService:
             "reason": "recovery-exhausted",
         }
         session = await self._sessions.get(message.session_id)
-        await self._dead_letter(
+        letter = await self._dead_letter(
             session.agent if session is not None else "",
             message.session_id,
             message.turn_id,
@@ -492,6 +623,7 @@ class AgentService:
             None,
             failure,
         )
+        await self._exhausted_run(claim, failure, letter)
         await self._events.append(
             message.session_id,
             message.turn_id,
@@ -501,6 +633,7 @@ class AgentService:
         )
         await self._set_status(message.session_id, SessionStatus.IDLE, turn_done=True)
 
+    @tracing.invoke_agent_span
     async def _run_turn(
         self,
         session: SessionRecord,
@@ -511,6 +644,7 @@ class AgentService:
         *,
         attempt: int = 1,
         fence: str | None = None,
+        accepted_at: float | None = None,
     ) -> TurnResult:
         session_id = session.id
         emitted = 0
@@ -534,6 +668,7 @@ class AgentService:
         async with self._lock(session_id):
             started = time.perf_counter()
             await self._set_status(session_id, SessionStatus.RUNNING)
+            run = await self._start_run(session, agent, turn_id, attempt, accepted_at)
             graph_input, resumed_from = await self._turn_input(
                 session_id, turn_id, content, attempt
             )
@@ -562,17 +697,20 @@ class AgentService:
                 )
             except AgentfleetError as exc:
                 outcome = "failed"
-                await self._dead_letter(agent.name, session_id, turn_id, content, exc)
+                letter = await self._dead_letter(agent.name, session_id, turn_id, content, exc)
+                await self._end_run(run, context, started, exc=exc, dead_letter=letter)
                 await emit(EventType.TURN_FAILED, _failure(exc))
                 raise
             except Exception as exc:
                 outcome = "failed"
                 log.exception("turn failed", extra={"session": session_id, "turn": turn_id})
-                await self._dead_letter(agent.name, session_id, turn_id, content, exc)
+                letter = await self._dead_letter(agent.name, session_id, turn_id, content, exc)
+                await self._end_run(run, context, started, exc=exc, dead_letter=letter)
                 await emit(EventType.TURN_FAILED, _failure(exc))
                 raise
             finally:
                 await self._set_status(session_id, SessionStatus.IDLE, turn_done=True)
+                await self._count_tokens(session.tenant, context)
                 elapsed = time.perf_counter() - started
                 metrics.TURNS.labels(agent=agent.name, outcome=outcome).inc()
                 metrics.TURN_SECONDS.labels(agent=agent.name).observe(elapsed)
@@ -593,6 +731,7 @@ class AgentService:
                 duration_ms=round(elapsed * 1000, 3),
                 degraded=context.degraded,
             )
+            await self._end_run(run, context, started, result=result)
             await emit(EventType.TURN_COMPLETED, result.model_dump(mode="json"))
             return result
 
@@ -632,6 +771,18 @@ class AgentService:
             tool_failure_cap=self._tool_failure_cap(),
         )
 
+    async def _count_tokens(self, tenant: str, context: TurnContext) -> None:
+        """The turn's tokens towards the tenant's ``tokens_per_day`` quota (failed turns
+        spent theirs too). A counter that cannot be written does not fail the turn."""
+        if self.quotas is None:
+            return
+        try:
+            await self.quotas.add_tokens(
+                tenant, context.usage.input_tokens + context.usage.output_tokens
+            )
+        except Exception:
+            log.exception("could not count the turn's tokens", extra={"tenant": tenant})
+
     def _tool_failure_cap(self) -> int | None:
         if self.resilience is not None and not self.resilience.flags.tool_call_cap:
             return None
@@ -645,18 +796,167 @@ class AgentService:
         content: str,
         exc: BaseException | None,
         failure: dict[str, Any] | None = None,
+    ) -> str | None:
+        """Record the failed turn as a dead letter; its id (``None``: not recorded)."""
+        if self.dead_letters is None:
+            return None
+        session = await self._sessions.get(session_id)
+        letter = await self.dead_letters.record(
+            tenant=session.tenant if session else DEFAULT_TENANT,
+            agent=agent,
+            session_id=session_id,
+            turn_id=turn_id,
+            content=content,
+            exc=exc,
+            failure=failure,
+        )
+        return letter.id if letter is not None else None
+
+    # -- runs -----------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunRecord:
+        """``tenant``: only that tenant's run (another's is "not found")."""
+        record = await self._runs.get(run_id) if self._runs is not None else None
+        if record is None or (tenant is not None and record.tenant != tenant):
+            raise NotFoundError(f"run {run_id!r} does not exist", run=run_id)
+        return record
+
+    async def list_runs(
+        self,
+        *,
+        tenant: str | None = None,
+        session_id: str | None = None,
+        agent: str | None = None,
+        status: RunStatus | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> list[RunRecord]:
+        if self._runs is None:
+            return []
+        return await self._runs.list(
+            tenant=tenant,
+            session_id=session_id,
+            agent=agent,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+        )
+
+    async def _start_run(
+        self,
+        session: SessionRecord,
+        agent: LoadedAgent,
+        turn_id: str,
+        attempt: int,
+        accepted_at: float | None,
+    ) -> RunRecord | None:
+        """Record that the turn runs (one store write)."""
+        if self._runs is None:
+            return None
+        now = utcnow()
+        model = agent.config.spec.model
+        run = RunRecord(
+            id=turn_id,
+            session_id=session.id,
+            agent=agent.name,
+            tenant=session.tenant,
+            status=RunStatus.RUNNING,
+            model=model.name,
+            attempt=attempt,
+            created_at=datetime.fromtimestamp(accepted_at, UTC) if accepted_at else now,
+            started_at=now,
+        )
+        await self._put_run(run)
+        return run
+
+    async def _end_run(
+        self,
+        run: RunRecord | None,
+        context: TurnContext,
+        started: float,
+        *,
+        result: TurnResult | None = None,
+        exc: BaseException | None = None,
+        dead_letter: str | None = None,
     ) -> None:
-        if self.dead_letters is not None:
-            session = await self._sessions.get(session_id)
-            await self.dead_letters.record(
-                tenant=session.tenant if session else DEFAULT_TENANT,
-                agent=agent,
-                session_id=session_id,
-                turn_id=turn_id,
-                content=content,
-                exc=exc,
-                failure=failure,
+        """Record how the turn ended (one store write). A turn that moved to another
+        replica did not end: that replica records it."""
+        if run is None or isinstance(exc, LeaseLostError):
+            return
+        usage = RunUsage(
+            input_tokens=context.usage.input_tokens, output_tokens=context.usage.output_tokens
+        )
+        if result is not None:
+            calls, steps, duration = result.tool_calls, result.steps, result.duration_ms
+        else:
+            calls = tool_call_records(context.produced)
+            steps = context.usage.model_calls
+            duration = round((time.perf_counter() - started) * 1000, 3)
+        status = RunStatus.COMPLETED
+        if result is None:
+            status = RunStatus.FAILED if dead_letter is None else RunStatus.DEAD_LETTERED
+        await self._put_run(
+            run.model_copy(
+                update={
+                    "status": status,
+                    "model": context.usage.model or run.model,
+                    "steps": steps,
+                    "tool_calls": [
+                        RunToolCall(
+                            id=c["id"],
+                            name=c["name"],
+                            arguments=c["arguments"],
+                            is_error=c["is_error"],
+                        )
+                        for c in calls
+                    ],
+                    "usage": usage,
+                    "duration_ms": duration,
+                    "finished_at": utcnow(),
+                    "error": RunError.model_validate(_failure(exc)) if exc is not None else None,
+                    "degraded": context.degraded,
+                    "dead_letter_id": dead_letter,
+                }
             )
+        )
+
+    async def _exhausted_run(
+        self, claim: Claim, failure: dict[str, Any], dead_letter: str | None
+    ) -> None:
+        if self._runs is None:
+            return
+        message = claim.message
+        run = await self._runs.get(message.turn_id)
+        if run is None:
+            session = await self._sessions.get(message.session_id)
+            run = RunRecord(
+                id=message.turn_id,
+                session_id=message.session_id,
+                agent=session.agent if session is not None else "",
+                tenant=session.tenant if session is not None else DEFAULT_TENANT,
+                created_at=datetime.fromtimestamp(message.accepted_at, UTC),
+            )
+        status = RunStatus.FAILED if dead_letter is None else RunStatus.DEAD_LETTERED
+        await self._put_run(
+            run.model_copy(
+                update={
+                    "status": status,
+                    "attempt": claim.attempt,
+                    "finished_at": utcnow(),
+                    "error": RunError.model_validate(failure),
+                    "dead_letter_id": dead_letter,
+                }
+            )
+        )
+
+    async def _put_run(self, run: RunRecord) -> None:
+        """Write a run's record; failing to is logged and never fails the turn."""
+        if self._runs is None:
+            return
+        try:
+            await self._runs.put(run)
+        except Exception:
+            log.warning("could not record run %s", run.id, exc_info=True, extra={"run": run.id})
 
     async def _thread_messages(self, session_id: str) -> list[Message]:
         snapshot = await self._graph.aget_state({"configurable": {"thread_id": session_id}})

@@ -15,7 +15,9 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 
 from agentfleet_runtime.api.ratelimit import ApiRateLimiter, EndpointClass
+from agentfleet_runtime.audit import AuthFailureAuditor
 from agentfleet_runtime.auth import Authenticator, Principal, Scope
+from agentfleet_runtime.auth.base import AuthenticationError
 from agentfleet_runtime.auth.factory import bearer
 
 API_KEY_HEADER = "x-api-key"
@@ -28,7 +30,19 @@ def credentials(authorization: str | None, api_key: str | None) -> str | None:
 async def authenticated(request: Request) -> Principal:
     authenticator: Authenticator = request.app.state.authenticator
     token = credentials(request.headers.get("authorization"), request.headers.get(API_KEY_HEADER))
-    principal = await authenticator.authenticate(token)
+    try:
+        principal = await authenticator.authenticate(token)
+    except AuthenticationError as exc:
+        auditor: AuthFailureAuditor | None = getattr(request.app.state, "auth_failures", None)
+        if auditor is not None:  # audited, without flooding the log
+            auditor.failed(
+                source=request.client.host if request.client else "unknown",
+                reason=exc.slug,
+                detail=exc.detail,
+                path=request.url.path,
+                request_id=request.scope.get("state", {}).get("request_id"),
+            )
+        raise
     request.state.principal = principal
     return principal
 

@@ -9,7 +9,7 @@ from fastapi import Depends, Request, WebSocket
 
 from agentfleet_runtime.agent.service import AgentService
 from agentfleet_runtime.state.base import SessionStatus
-from agentfleet_runtime.tenants import TenantQuotaExceededError, TenantQuotas
+from agentfleet_runtime.tenants import QuotaName, TenantQuotaGuard
 
 
 async def _service(request: Request) -> AgentService:
@@ -25,25 +25,36 @@ async def ws_service(websocket: WebSocket) -> AgentService:
 Service = Annotated[AgentService, Depends(_service)]
 
 
-async def check_quota(request: Request, service: AgentService, tenant: str, quota: str) -> None:
-    """Refuse (429 ``quota-exceeded``) when ``tenant`` has used up ``quota``
-    (``max_sessions`` or ``max_concurrent_turns``): its own quota, else the default."""
-    record = await request.app.state.state_backend.tenants.get(tenant)
-    defaults: TenantQuotas = request.app.state.settings.tenancy.default_quotas
-    limit = getattr(record.quotas, quota) if record is not None else None
-    if limit is None:
-        limit = getattr(defaults, quota)
-    if limit is None:
+def quota_guard(request: Request) -> TenantQuotaGuard:
+    """The app's :class:`TenantQuotaGuard` (set once the state backend is open)."""
+    guard: TenantQuotaGuard = request.app.state.quotas
+    return guard
+
+
+async def check_quota(
+    request: Request, service: AgentService, tenant: str, quota: QuotaName
+) -> None:
+    """Refuse (429 ``quota-exceeded``) when ``tenant`` has used up ``quota``: its own
+    quota, else the default. ``max_concurrent_turns`` counts its running sessions;
+    ``tokens_per_day`` today's tokens; ``max_sessions`` its sessions (a pre-check: the
+    atomic one is :meth:`AgentService.create_session`'s)."""
+    guard = quota_guard(request)
+    if quota == "tokens_per_day":
+        await guard.check_tokens(tenant)
+        return
+    if quota == "requests_per_minute":
+        raise ValueError("requests_per_minute is the rate limiter's (api/ratelimit.py)")
+    if await guard.limit(tenant, quota) is None:
         return
     sessions = await service.list_sessions(tenant=tenant)
     if quota == "max_concurrent_turns":
         used = sum(1 for s in sessions if s.status is SessionStatus.RUNNING)
     else:
         used = len(sessions)
-    if used >= limit:
-        raise TenantQuotaExceededError(
-            f"tenant {tenant!r} has reached its {quota} quota ({limit})",
-            quota=quota,
-            limit=limit,
-            used=used,
-        )
+    await guard.check(tenant, quota, used)
+
+
+async def check_turn_quotas(request: Request, service: AgentService, tenant: str) -> None:
+    """What a new turn needs: a free concurrent-turn slot and tokens left today."""
+    await check_quota(request, service, tenant, "tokens_per_day")
+    await check_quota(request, service, tenant, "max_concurrent_turns")

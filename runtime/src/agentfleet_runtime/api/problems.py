@@ -119,6 +119,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unhandled_error)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 #: OpenAPI ``responses=`` entry for documented error statuses.
@@ -131,3 +139,52 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+_PROBLEM_CONTENT = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
+
+
+def document_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what the handlers above really send: every error
+    response is a :class:`Problem` as ``application/problem+json`` (FastAPI files a
+    ``model=`` under ``application/json``, and documents its own 422 body, which these
+    handlers replace); an operation with a request body can answer 400 (a body that is not
+    JSON at all), one with inputs 422, one taking an ``Idempotency-Key`` 409 (the key was
+    used with other content)."""
+    for path in document.get("paths", {}).values():
+        for method, operation in path.items():
+            if method not in _HTTP_METHODS:
+                continue
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            has_input = "requestBody" in operation or bool(operation.get("parameters"))
+            if "requestBody" in operation:
+                responses.setdefault("400", {"description": HTTP_PROBLEMS[400][1]})
+            if has_input:
+                responses.setdefault("422", {"description": HTTP_PROBLEMS[422][1]})
+            if any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", [])):
+                responses.setdefault("409", {"description": "Idempotency key reused"})
+            for status, response in responses.items():
+                content = response.get("content", {})
+                framework_422 = status == "422" and "HTTPValidationError" in str(content)
+                if (
+                    PROBLEM_MEDIA_TYPE in content
+                    or framework_422
+                    or (not content and _error(status))
+                ):
+                    if framework_422:
+                        response["description"] = HTTP_PROBLEMS[422][1]
+                    response["content"] = dict(_PROBLEM_CONTENT)
+    schemas = document.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    if document.get("paths") and "Problem" not in schemas:
+        problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(problem.pop("$defs", {}))
+        schemas["Problem"] = problem
+        document.setdefault("components", {})["schemas"] = schemas
+    return document
+
+
+def _error(status: str) -> bool:
+    return status[:1] in ("4", "5")

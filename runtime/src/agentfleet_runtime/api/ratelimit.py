@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from agentfleet_runtime.auth.base import Principal
 from agentfleet_runtime.errors import AgentfleetError
 from agentfleet_runtime.state.base import RateDecision, RateLimitStore
-from agentfleet_runtime.tenants import TenantStore
+from agentfleet_runtime.tenants import TenantQuotas, TenantStore
 
 
 class EndpointClass(StrEnum):
@@ -40,7 +40,8 @@ class Bucket(BaseModel):
 
 class ApiRateLimitSettings(BaseModel):
     """``AGENTFLEET_RATE_LIMITS__*``: the API's limits (per caller and endpoint class, and
-    per tenant). A tenant's ``quotas.requests_per_minute`` overrides ``tenant``."""
+    per tenant). A tenant's ``quotas.requests_per_minute`` (its own, else
+    ``AGENTFLEET_TENANCY__DEFAULT_QUOTAS__REQUESTS_PER_MINUTE``) overrides ``tenant``."""
 
     enabled: bool = True
     read: Bucket = Field(default_factory=lambda: Bucket(per_minute=1200, burst=300))
@@ -70,11 +71,29 @@ def _headers(bucket: Bucket, decision: RateDecision) -> dict[str, str]:
 
 class ApiRateLimiter:
     def __init__(
-        self, settings: ApiRateLimitSettings, store: RateLimitStore, tenants: TenantStore
+        self,
+        settings: ApiRateLimitSettings,
+        store: RateLimitStore,
+        tenants: TenantStore,
+        *,
+        default_quotas: TenantQuotas | None = None,
     ) -> None:
         self.settings = settings
         self._store = store
         self._tenants = tenants
+        self._default_rpm = default_quotas.requests_per_minute if default_quotas else None
+
+    async def _tenant_bucket(self, tenant_id: str) -> Bucket:
+        """The tenant's bucket: its own ``requests_per_minute`` quota, else the default
+        quota (``AGENTFLEET_TENANCY__DEFAULT_QUOTAS__REQUESTS_PER_MINUTE``), else
+        ``AGENTFLEET_RATE_LIMITS__TENANT``. A quota's burst is at most the quota."""
+        tenant = await self._tenants.get(tenant_id)
+        rpm = tenant.quotas.requests_per_minute if tenant is not None else None
+        rpm = rpm if rpm is not None else self._default_rpm
+        bucket = self.settings.tenant
+        if rpm is None:
+            return bucket
+        return Bucket(per_minute=rpm, burst=max(1, min(rpm, bucket.burst)))
 
     async def check(
         self, principal: Principal, endpoint: EndpointClass, response: Response
@@ -83,11 +102,7 @@ class ApiRateLimiter:
             return
         caller = principal.key_id or principal.subject
         bucket = getattr(self.settings, endpoint.value)
-        tenant_bucket = self.settings.tenant
-        tenant = await self._tenants.get(principal.tenant)
-        if tenant is not None and tenant.quotas.requests_per_minute is not None:
-            rpm = tenant.quotas.requests_per_minute
-            tenant_bucket = Bucket(per_minute=rpm, burst=max(1, min(rpm, tenant_bucket.burst)))
+        tenant_bucket = await self._tenant_bucket(principal.tenant)
         checks = [
             (f"api:caller:{principal.tenant}:{caller}:{endpoint.value}", bucket, "caller"),
             (f"api:tenant:{principal.tenant}", tenant_bucket, "tenant"),

@@ -12,10 +12,11 @@ one) so tests and embedding applications do not fight over the global.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, cast
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -30,6 +31,7 @@ from agentfleet_runtime.observability.settings import ObservabilitySettings
 __all__ = [
     "configure_tracing",
     "enabled",
+    "invoke_agent_span",
     "record_error",
     "shutdown_tracing",
     "span",
@@ -130,3 +132,53 @@ def record_error(current: Span | None, exc: BaseException) -> None:
     current.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
     if isinstance(exc, Exception):
         current.record_exception(exc)
+
+
+def invoke_agent_span[F: Callable[..., Awaitable[Any]]](run_turn: F) -> F:
+    """Decorate the method that runs a turn — ``(self, session, agent, turn_id, ...)`` —
+    with the turn's span ``invoke_agent {agent}`` (GenAI semantic conventions): the parent
+    of its ``chat`` (model calls), ``execute_tool`` and ``attempt`` spans. Attributes:
+    ``gen_ai.operation.name``, ``gen_ai.agent.name``, ``gen_ai.conversation.id`` (the
+    session), ``gen_ai.provider.name``/``gen_ai.request.model`` (the agent's model), the
+    turn's usage totals, ``error.type`` when it fails. Tracing off: a plain call."""
+
+    @functools.wraps(run_turn)
+    async def traced(
+        self: Any, session: Any, agent: Any, turn_id: str, *args: Any, **kw: Any
+    ) -> Any:
+        tracer = _tracer
+        if tracer is None:
+            return await run_turn(self, session, agent, turn_id, *args, **kw)
+        model = agent.config.spec.model
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": agent.name,
+            "gen_ai.conversation.id": session.id,
+            "gen_ai.provider.name": str(model.provider.value),
+            "gen_ai.request.model": model.name,
+            "agentfleet.turn.id": turn_id,
+            "agentfleet.turn.attempt": int(kw.get("attempt", 1)),
+            "agentfleet.tenant": session.tenant,
+        }
+        with tracer.start_as_current_span(
+            f"invoke_agent {agent.name}",
+            kind=SpanKind.INTERNAL,  # the agent runs in this process
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as current:
+            try:
+                result = await run_turn(self, session, agent, turn_id, *args, **kw)
+            except BaseException as exc:
+                record_error(current, exc)
+                raise
+            usage = getattr(result, "usage", None)
+            if usage is not None:
+                current.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+                current.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+            degraded = getattr(result, "degraded", None)
+            if degraded:
+                current.set_attribute("agentfleet.degraded", str(degraded.get("reason", "")))
+            return result
+
+    return cast(F, traced)

@@ -277,7 +277,10 @@ class CircuitBreaker:
             return
         if self._bus is not None:
             self._bus.publish(BreakerStateChanged(self.name, old, new, self._source))
-        if self._source != "shared" and new in (pybreaker.STATE_OPEN, pybreaker.STATE_CLOSED):
+        # A transition adopted from the store is not written back; a manual one is
+        # written by the manual method itself, in order (a second, background write of
+        # the same change could land after another replica's newer decision and undo it).
+        if self._source == "calls" and new in (pybreaker.STATE_OPEN, pybreaker.STATE_CLOSED):
             self._schedule_push()
 
     def _announce(self, old: str, source: str) -> None:

@@ -65,8 +65,9 @@ class ResilienceSettings(BaseModel):
     """``AGENTFLEET_RESILIENCE__*``: runtime-wide settings of the resilience layer (the
     per-dependency options come from each agent's ResiliencePolicy)."""
 
-    #: Bearer token of the admin API (breaker control, flags). Unset: the admin API
-    #: answers 403 to everyone.
+    #: Deprecated: a bearer token for the admin API (breaker control, flags), accepted
+    #: besides the operator tenant's ``admin`` credentials (responses carry
+    #: ``Deprecation``). Unset: only ``admin`` credentials.
     admin_token: SecretStr | None = None
     flags: FeatureFlags = Field(default_factory=FeatureFlags)
     #: A JSON or YAML file of flags (e.g. a mounted ConfigMap key), re-read when it

@@ -46,6 +46,8 @@ async def open_resilience(
         from agentfleet_runtime.deadletters.redis import RedisDeadLetterStore
         from agentfleet_runtime.resilience.redis import connect, redis_pipeline
 
+        # the state stores behind the same ``redis`` breaker, with their in-memory fallback
+        state.attach_resilience(redis_pipeline(registry), enabled=lambda: registry.flags.fallback)
         store = RedisDeadLetterStore(
             connect(settings.state.redis_url),
             redis_pipeline(registry),

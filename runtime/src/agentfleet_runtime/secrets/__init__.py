@@ -9,7 +9,7 @@ Imports here stay light: cloud SDKs load only when their provider is created
 ``agentfleet_runtime.secrets.wiring``.
 """
 
-from agentfleet_runtime.secrets.audit import AuditEvent, AuditLog
+from agentfleet_runtime.audit import AuditEvent, AuditLog
 from agentfleet_runtime.secrets.base import SecretProvider, SecretRef, SecretValue, SecretVersion
 from agentfleet_runtime.secrets.catalog import (
     SecretCatalog,

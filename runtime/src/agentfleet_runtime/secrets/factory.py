@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from agentfleet_crds.v1alpha1.secretbinding import SecretBinding, SecretProviderName
-from agentfleet_runtime.secrets.audit import AuditLog
+from agentfleet_runtime.audit import AuditLog
 from agentfleet_runtime.secrets.base import SecretProvider, SecretRef
 from agentfleet_runtime.secrets.catalog import ResolvedSecretLike, SecretCatalog, SecretSpec
 from agentfleet_runtime.secrets.manager import SecretManager

@@ -40,9 +40,9 @@ from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
+from agentfleet_runtime.audit import AuditLog
 from agentfleet_runtime.errors import DependencyError
 from agentfleet_runtime.secrets import metrics
-from agentfleet_runtime.secrets.audit import AuditLog
 from agentfleet_runtime.secrets.base import (
     SecretProvider,
     SecretRef,

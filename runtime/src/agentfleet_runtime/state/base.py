@@ -34,6 +34,13 @@ class AgentSource(StrEnum):
     API = "api"
 
 
+def agent_key(name: str, tenant: str | None) -> str:
+    """Where an agent is stored: a shared agent under its name, a tenant's own under
+    ``<tenant>/<name>`` (names are DNS labels, without ``/``), so that two tenants can
+    each have an agent of the same name."""
+    return name if tenant is None else f"{tenant}/{name}"
+
+
 class AgentRecord(BaseModel):
     name: str
     namespace: str = "default"
@@ -43,6 +50,11 @@ class AgentRecord(BaseModel):
     #: The tenant an API-created agent belongs to; ``None``: shared by every tenant
     #: (agents from manifests / the operator's config, read-only).
     tenant: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The agent's key in the :class:`AgentStore` (see :func:`agent_key`)."""
+        return agent_key(self.name, self.tenant)
 
     def visible_to(self, tenant: str) -> bool:
         return self.tenant is None or self.tenant == tenant
@@ -81,10 +93,13 @@ class IdempotencyConflictError(ConflictError):
 
 
 class AgentStore(Protocol):
+    """Agents by key (:attr:`AgentRecord.key`: the name of a shared agent,
+    ``<tenant>/<name>`` of a tenant's own)."""
+
     async def put(self, record: AgentRecord) -> None: ...
-    async def get(self, name: str) -> AgentRecord | None: ...
+    async def get(self, key: str) -> AgentRecord | None: ...
     async def list(self) -> list[AgentRecord]: ...
-    async def delete(self, name: str) -> bool: ...
+    async def delete(self, key: str) -> bool: ...
 
 
 class SessionStore(Protocol):

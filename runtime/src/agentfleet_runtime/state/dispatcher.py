@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from agentfleet_runtime.errors import AgentfleetError
+from agentfleet_runtime.errors import AgentfleetError, DependencyError
 from agentfleet_runtime.state.base import Acceptance, Claim, LeaseLostError, TurnQueue
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,8 @@ class TurnDispatcher:
                 await self._work(session_id)
         except asyncio.CancelledError:
             raise
+        except DependencyError as exc:  # e.g. Redis unavailable: the sweep retries later
+            log.warning("session worker stopped: %s", exc.detail, extra={"session": session_id})
         except Exception:
             log.exception("session worker failed", extra={"session": session_id})
 

@@ -6,13 +6,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
 from agentfleet_runtime.auth.apikeys import ApiKeyStore
 from agentfleet_runtime.state.base import (
+    AgentRecord,
     AgentStore,
     BreakerStateStore,
     EventLog,
@@ -20,8 +21,15 @@ from agentfleet_runtime.state.base import (
     SessionStore,
     TurnQueue,
 )
+from agentfleet_runtime.state.idempotency import IdempotencyStore
+from agentfleet_runtime.state.quotas import QuotaStore
+from agentfleet_runtime.state.runs import RunStore
 from agentfleet_runtime.state.settings import StateSettings
-from agentfleet_runtime.tenants import TenantStore
+from agentfleet_runtime.tenants import TenantRecord, TenantStore
+
+if TYPE_CHECKING:
+    from agentfleet_runtime.resilience.pipeline import Pipeline
+    from agentfleet_runtime.state.fallback import DegradedMode
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +50,25 @@ class StateBackend:
     breakers: BreakerStateStore
     api_keys: ApiKeyStore
     tenants: TenantStore
+    #: Responses of creating POSTs, by ``Idempotency-Key`` (see :mod:`.idempotency`).
+    idempotency: IdempotencyStore
+    #: Counters and locks of the tenant quotas (tokens per day, sessions).
+    quotas: QuotaStore
+    #: Each turn's record (see :mod:`.runs`).
+    runs: RunStore
     #: Receivers of cross-replica control messages (``{"type": "sweep"}``...).
     control_handlers: list[ControlHandler] = field(default_factory=list)
     _broadcast: Callable[[dict[str, Any]], Any] | None = None
     _ping: Callable[[], Any] | None = None
+    #: Redis only: the stores' breaker, in-memory fallback and resync (state/fallback.py).
+    degraded: DegradedMode | None = None
+    _client: Any = None
+
+    def attach_resilience(self, pipeline: Pipeline, *, enabled: Callable[[], bool]) -> None:
+        """Put the state stores behind ``pipeline`` (the ``redis`` one: breaker, retries on
+        a fresh connection, deadlines). ``enabled``: the ``fallback`` feature flag."""
+        if self.degraded is not None:
+            self.degraded.attach(pipeline, enabled=enabled, client=self._client)
 
     async def broadcast(self, message: dict[str, Any]) -> None:
         """Tell every replica (memory: this process) something."""
@@ -59,7 +82,11 @@ class StateBackend:
             handler(message)
 
     async def healthy(self) -> bool:
+        """Whether the store answers. In degraded mode the replica serves what it can
+        from memory, so it stays ready (taking every replica out would serve nothing)."""
         if self._ping is None:
+            return True
+        if self.degraded is not None and self.degraded.enabled:
             return True
         try:
             await self._ping()
@@ -72,6 +99,7 @@ class StateBackend:
 async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
     """The configured backend, open for the block (connections closed afterwards)."""
     if settings.backend == "memory":
+        from agentfleet_runtime.state.idempotency import MemoryIdempotencyStore
         from agentfleet_runtime.state.memory import (
             MemoryAgentStore,
             MemoryApiKeyStore,
@@ -82,6 +110,8 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
             MemoryTenantStore,
             MemoryTurnQueue,
         )
+        from agentfleet_runtime.state.quotas import MemoryQuotaStore
+        from agentfleet_runtime.state.runs import MemoryRunStore
 
         events = MemoryEventLog(settings.events_max_len)
         yield StateBackend(
@@ -95,10 +125,25 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
             breakers=MemoryBreakerStateStore(),
             api_keys=MemoryApiKeyStore(),
             tenants=MemoryTenantStore(),
+            idempotency=MemoryIdempotencyStore(),
+            quotas=MemoryQuotaStore(),
+            runs=MemoryRunStore(),
         )
         return
 
     from agentfleet_runtime.state.checkpoint import RedisCheckpointSaver
+    from agentfleet_runtime.state.fallback import (
+        CachedStore,
+        DegradedMode,
+        FallbackCheckpointSaver,
+        FallbackEventLog,
+        FallbackRateLimitStore,
+        FallbackSessionStore,
+        FallbackTurnQueue,
+        GuardedStore,
+    )
+    from agentfleet_runtime.state.idempotency import RedisIdempotencyStore
+    from agentfleet_runtime.state.quotas import RedisQuotaStore
     from agentfleet_runtime.state.redis_client import Keys, connect
     from agentfleet_runtime.state.redis_events import RedisEventHub, RedisEventLog
     from agentfleet_runtime.state.redis_stores import (
@@ -110,6 +155,7 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
         RedisTenantStore,
     )
     from agentfleet_runtime.state.redis_turns import RedisTurnQueue
+    from agentfleet_runtime.state.runs import RedisRunStore
 
     client = connect(settings)
     keys = Keys(settings.key_prefix, settings.tenant)
@@ -121,32 +167,67 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
             backend.on_control(message)
 
     hub = RedisEventHub(client, keys, on_control=on_control)
+    # Behind the ``redis`` breaker, with the degraded mode's in-memory fallback (the
+    # pipeline is attached by the resilience wiring: StateBackend.attach_resilience).
+    mode = DegradedMode(
+        fallback=settings.degraded_mode, cache_size=settings.degraded_cache_sessions
+    )
     try:
         await client.ping()
         await hub.start()
         backend = StateBackend(
             name="redis",
-            agents=RedisAgentStore(client, keys),
-            sessions=RedisSessionStore(client, keys, ttl_seconds=ttl),
-            events=RedisEventLog(
-                client, keys, hub, max_events=settings.events_max_len, ttl_seconds=ttl
+            agents=CachedStore(RedisAgentStore(client, keys), mode, "agents", _agent_key),
+            sessions=FallbackSessionStore(RedisSessionStore(client, keys, ttl_seconds=ttl), mode),
+            events=FallbackEventLog(
+                RedisEventLog(
+                    client, keys, hub, max_events=settings.events_max_len, ttl_seconds=ttl
+                ),
+                mode,
+                hub.fanout,
             ),
-            turns=RedisTurnQueue(
-                client,
-                keys,
-                idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
-                session_ttl_seconds=ttl,
+            turns=FallbackTurnQueue(
+                RedisTurnQueue(
+                    client,
+                    keys,
+                    idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+                    session_ttl_seconds=ttl,
+                ),
+                mode,
+                idempotency_ttl=settings.idempotency_ttl_seconds,
             ),
-            checkpointer=RedisCheckpointSaver(client, keys, ttl_seconds=ttl),
-            rate_limits=RedisRateLimitStore(client, keys),
+            checkpointer=FallbackCheckpointSaver(
+                RedisCheckpointSaver(client, keys, ttl_seconds=ttl), mode
+            ),
+            rate_limits=FallbackRateLimitStore(RedisRateLimitStore(client, keys), mode),
+            # no fallback for breaker state: the breakers keep their own local state
             breakers=RedisBreakerStateStore(client, keys),
-            api_keys=RedisApiKeyStore(client, keys),
-            tenants=RedisTenantStore(client, keys),
+            api_keys=cast(
+                ApiKeyStore, GuardedStore(RedisApiKeyStore(client, keys), mode, "api_keys")
+            ),
+            tenants=CachedStore(RedisTenantStore(client, keys), mode, "tenants", _tenant_key),
+            idempotency=RedisIdempotencyStore(client, keys),
+            quotas=RedisQuotaStore(client, keys),
+            # best effort (the runtime logs a failed write): fail fast while Redis is down
+            runs=cast(
+                RunStore, GuardedStore(RedisRunStore(client, keys, ttl_seconds=ttl), mode, "runs")
+            ),
             _broadcast=hub.publish_control,
             _ping=client.ping,
+            degraded=mode,
+            _client=client,
         )
         log.info("state backend: redis", extra={"tenant": settings.tenant})
         yield backend
     finally:
+        await mode.aclose()
         await hub.aclose()
         await client.aclose()
+
+
+def _agent_key(record: AgentRecord) -> str:
+    return record.key  # the store's key: a tenant's own agent is "<tenant>/<name>"
+
+
+def _tenant_key(record: TenantRecord) -> str:
+    return record.id

@@ -32,17 +32,17 @@ class MemoryAgentStore:
         self._agents: dict[str, AgentRecord] = {}
 
     async def put(self, record: AgentRecord) -> None:
-        self._agents[record.name] = record.model_copy(deep=True)
+        self._agents[record.key] = record.model_copy(deep=True)
 
-    async def get(self, name: str) -> AgentRecord | None:
-        record = self._agents.get(name)
+    async def get(self, key: str) -> AgentRecord | None:
+        record = self._agents.get(key)
         return record.model_copy(deep=True) if record else None
 
     async def list(self) -> list[AgentRecord]:
         return [r.model_copy(deep=True) for _, r in sorted(self._agents.items())]
 
-    async def delete(self, name: str) -> bool:
-        return self._agents.pop(name, None) is not None
+    async def delete(self, key: str) -> bool:
+        return self._agents.pop(key, None) is not None
 
 
 class MemoryApiKeyStore:
@@ -250,6 +250,21 @@ class MemoryTurnQueue:
     def _holds(self, session_id: str, owner: str) -> bool:
         holder, expires = self._leases.get(session_id, ("", 0.0))
         return holder == owner and expires >= time.monotonic()
+
+    # Used by the Redis backend's degraded mode (state/fallback.py), which queues a
+    # session's turns here while Redis is unavailable.
+    holds = _holds
+
+    def busy(self, session_id: str) -> bool:
+        """Whether the session has queued or in-flight messages or a lease here."""
+        inbox = self._inboxes.get(session_id)
+        if inbox and (inbox.queue or inbox.inflight):
+            return True
+        return self._leases.get(session_id, ("", 0.0))[1] >= time.monotonic()
+
+    def claimed(self, session_id: str, claim_id: str) -> bool:
+        inbox = self._inboxes.get(session_id)
+        return bool(inbox and inbox.inflight and inbox.inflight.claim_id == claim_id)
 
     async def try_lease(self, session_id: str, owner: str, ttl: float) -> bool:
         holder, expires = self._leases.get(session_id, ("", 0.0))

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -40,6 +40,34 @@ from agentfleet_runtime.state.settings import StateSettings
 CONFLICTS = Counter(
     "agentfleet_state_conflicts_total",
     "Optimistic-lock conflicts (WATCH/MULTI lost a race) in the Redis state backend",
+    ["operation"],
+)
+
+# Degraded mode (state/fallback.py): Redis unavailable, state kept in memory, resync.
+STATE_DEGRADED = Gauge(
+    "agentfleet_state_degraded",
+    "1 while the Redis state backend runs in degraded mode: Redis was unavailable and "
+    "writes kept in this process's memory are not all written back yet",
+)
+STATE_LOCAL_SESSIONS = Gauge(
+    "agentfleet_state_local_sessions",
+    "Sessions served from this process's memory (degraded mode) until their writes are in Redis",
+)
+STATE_RESYNC_PENDING = Gauge(
+    "agentfleet_state_resync_pending",
+    "Writes kept in memory during a Redis outage, waiting to be written back (resync)",
+)
+STATE_RESYNC_WRITES = Counter(
+    "agentfleet_state_resync_writes",
+    "Writes kept in memory during a Redis outage and replayed on Redis, by operation and "
+    "outcome: written, renumbered (event ids moved after events written elsewhere "
+    "meanwhile), dropped (Redis refused the write)",
+    ["operation", "outcome"],
+)
+STATE_UNAVAILABLE = Counter(
+    "agentfleet_state_unavailable",
+    "State operations refused with 503 state-unavailable: Redis was unavailable and this "
+    "process could not serve them from memory",
     ["operation"],
 )
 

@@ -127,14 +127,20 @@ class RedisEventHub:
         async with self._lock:
             if channel in self._channels:
                 return
-            await self._ready.wait()
+            self._channels.add(channel)
+            if not self._ready.is_set():
+                # Reconnecting (Redis unavailable): the reconnect subscribes to every
+                # channel and makes followers re-read the log; meanwhile they get what
+                # this process appends (the degraded mode publishes it locally).
+                return
             assert self._pubsub is not None
             waiter = asyncio.get_running_loop().create_future()
             self._confirm[channel] = waiter
-            self._channels.add(channel)
             try:
                 await self._pubsub.subscribe(channel)
                 await asyncio.wait_for(asyncio.shield(waiter), timeout=10)
+            except (RedisConnectionError, RedisTimeoutError):
+                return  # the connection broke: the read loop reconnects, as above
             except BaseException:
                 self._channels.discard(channel)
                 raise
@@ -239,14 +245,17 @@ class RedisEventLog:
         *,
         seq: int | None = None,
         fence: str | None = None,
+        ts: float | None = None,
     ) -> TurnEvent:
+        """``ts``: when the event happened (default now; the degraded mode's resync keeps
+        the time an event was recorded in memory)."""
         body = json.dumps(
             {
                 "type": type_,
                 "session_id": session_id,
                 "turn_id": turn_id,
                 "data": data,
-                "ts": time.time(),
+                "ts": time.time() if ts is None else ts,
             },
             separators=(",", ":"),
         )

@@ -3,7 +3,7 @@
 Key layout (``<p>`` = ``<prefix>:<tenant>``):
 
 ==========================  ========  =================================================
-``<p>:agents``              HASH      agent name → AgentRecord JSON
+``<p>:agents``              HASH      agent key (name, or ``<tenant>/<name>``) → AgentRecord
 ``<p>:sessions``            ZSET      session id, scored by creation time (an index)
 ``<p>:s:{<id>}:record``     STRING    SessionRecord JSON, expires after the session TTL
 ``<p>:rate:<key>``          HASH      token bucket: ``tokens``, ``at`` (Redis time)
@@ -39,11 +39,11 @@ class RedisAgentStore:
 
     @translate_errors
     async def put(self, record: AgentRecord) -> None:
-        await self._r.hset(self._k.agents, record.name, record.model_dump_json())
+        await self._r.hset(self._k.agents, record.key, record.model_dump_json())
 
     @translate_errors
-    async def get(self, name: str) -> AgentRecord | None:
-        raw = await self._r.hget(self._k.agents, name)
+    async def get(self, key: str) -> AgentRecord | None:
+        raw = await self._r.hget(self._k.agents, key)
         return AgentRecord.model_validate_json(raw) if raw is not None else None
 
     @translate_errors
@@ -52,8 +52,8 @@ class RedisAgentStore:
         return [AgentRecord.model_validate_json(v) for _, v in sorted(raw.items())]
 
     @translate_errors
-    async def delete(self, name: str) -> bool:
-        return bool(await self._r.hdel(self._k.agents, name))
+    async def delete(self, key: str) -> bool:
+        return bool(await self._r.hdel(self._k.agents, key))
 
 
 class RedisApiKeyStore:

@@ -147,6 +147,17 @@ class RedisTurnQueue:
         return Acceptance(message=stored, duplicate=not fresh)
 
     @translate_errors
+    async def remember(self, message: QueuedMessage) -> None:
+        """Record a message's idempotency key only (it was accepted and queued elsewhere:
+        in memory while Redis was unavailable), so that a resend is recognised here."""
+        await self._r.set(
+            self._k.idempotency(message.session_id, message.idempotency_key),
+            message.model_dump_json(),
+            px=self._idem_ttl_ms,
+            nx=True,
+        )
+
+    @translate_errors
     async def try_lease(self, session_id: str, owner: str, ttl: float) -> bool:
         return bool(await self._try_lease(keys=[self._k.lease(session_id)], args=[owner, _ms(ttl)]))
 

@@ -39,3 +39,10 @@ class StateSettings(BaseModel):
     connect_timeout_seconds: float = Field(default=2.0, gt=0)
     retries: int = Field(default=3, ge=0)
     max_connections: int = Field(default=64, ge=2)
+    #: Redis unavailable (down, pool exhausted, breaker open): keep serving the sessions
+    #: this replica knows from memory and write everything back once Redis answers
+    #: (degraded mode, docs/resilience.md). ``false``: refuse with 503 instead.
+    degraded_mode: bool = True
+    #: Sessions whose record, last event id and latest checkpoint each replica remembers
+    #: (what it needs to run their turns while Redis is unavailable).
+    degraded_cache_sessions: int = Field(default=1024, ge=0)

@@ -15,6 +15,9 @@
   retries of idempotent tools, progressive timeout, bulkhead); while the server's breaker
   refuses calls its tools are not offered to the model, and a call still made gets a
   structured "unavailable, do not retry" result at once.
+* :meth:`ToolRegistry.reload` reconnects one server and lists its tools again (hot reload,
+  ``POST /api/v1/mcp-servers/{name}/refresh``): the next model call of the agent is
+  offered the new list.
 """
 
 from __future__ import annotations
@@ -149,6 +152,31 @@ class ToolRegistry:
         if retry:
             await self._start(retry)
 
+    async def reload(self, name: str) -> ServerHealth:
+        """Reconnect server ``name`` on a fresh connection and list its tools again; the
+        catalogue then offers what it lists now (nothing, if it is down). An MCP server
+        gets a new client (its old one is closed afterwards: a call in flight on it fails
+        as a dropped connection). Bounded like start-up; never raises for the server's
+        failure. ``KeyError`` for a server this registry does not have."""
+        old = self._servers[name]
+        fresh = create_tool_server(old.config) if isinstance(old, MCPToolServer) else old
+        self._servers[name] = fresh
+        self._server_tools.pop(name, None)
+        self._mark(name, "pending", None, tools=0)
+        await self._start_one(fresh)
+        self._rebuild()
+        if fresh is not old:
+            await self._close(old)
+        return self._health[name]
+
+    def servers(self) -> dict[str, ToolServer]:
+        """The tool servers, by name."""
+        return dict(self._servers)
+
+    def server_tools(self, name: str) -> list[ToolSpec]:
+        """The tools server ``name`` listed (by their own names; empty until it started)."""
+        return list(self._server_tools.get(name, []))
+
     async def _start(self, servers: list[ToolServer]) -> None:
         async with asyncio.TaskGroup() as group:
             for server in servers:
@@ -199,16 +227,20 @@ class ToolRegistry:
         """Close every server, concurrently; bounded, and never raises."""
 
         async def close(server: ToolServer) -> None:
-            try:
-                async with asyncio.timeout(2 * CLOSE_TIMEOUT_SECONDS + 1):
-                    await server.aclose()
-            except Exception:
-                log.warning("tool server %s did not close cleanly", server.name, exc_info=True)
+            await self._close(server)
             self._mark(server.name, "closed", None)
 
         async with asyncio.TaskGroup() as group:
             for server in self._servers.values():
                 group.create_task(close(server))
+
+    @staticmethod
+    async def _close(server: ToolServer) -> None:
+        try:
+            async with asyncio.timeout(2 * CLOSE_TIMEOUT_SECONDS + 1):
+                await server.aclose()
+        except Exception:
+            log.warning("tool server %s did not close cleanly", server.name, exc_info=True)
 
     # -- catalogue ------------------------------------------------------------------------
 

@@ -42,6 +42,8 @@ async def follow_events(
     after: Annotated[int, Query(ge=0, description="Only events with a larger id")] = 0,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events of the session (every turn's events as they happen), from the
+    event after `after` or `Last-Event-ID`; runs until the client disconnects."""
     if last_event_id and last_event_id.strip().isdigit():
         after = max(after, int(last_event_id.strip()))
     keepalive = request.app.state.settings.realtime.sse_keepalive_seconds

@@ -12,6 +12,7 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/healthz/live", summary="Liveness: the process is serving")
 async def live() -> dict[str, str]:
+    """200 while the process serves requests (the liveness probe)."""
     return {"status": "ok"}
 
 
@@ -22,6 +23,8 @@ async def live() -> dict[str, str]:
     response_model=None,
 )
 async def ready(request: Request) -> dict[str, object] | Response:
+    """200 once agents are loaded, required secrets resolved and the state store
+    reachable, and while not shutting down; otherwise 503 `not-ready` with the reason."""
     state = request.app.state
     if state.shutting_down:
         return problem_response(503, "not-ready", "Not ready", "shutting down", request)

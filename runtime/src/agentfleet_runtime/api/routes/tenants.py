@@ -7,17 +7,25 @@ tenant's record, except admins of the operator tenant (``tenancy.operator_tenant
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentfleet_runtime.api.audit import audit
 from agentfleet_runtime.api.authn import Admin
+from agentfleet_runtime.api.idempotency import IdempotencyKey, idempotent
+from agentfleet_runtime.api.pagination import Page, PageQuery, Sorts, paginate
 from agentfleet_runtime.api.problems import problem_responses
-from agentfleet_runtime.api.schemas import ItemList
 from agentfleet_runtime.auth.base import ForbiddenError, Principal
 from agentfleet_runtime.errors import ConflictError, NotFoundError
 from agentfleet_runtime.tenants import TenantId, TenantQuotas, TenantRecord, TenantStore
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
+
+SORTS: Sorts[TenantRecord] = Sorts(
+    keys={"id": lambda r: r.id, "created_at": lambda r: r.created_at},
+    default="id",
+    id_of=lambda r: r.id,
+)
 
 
 class TenantCreate(BaseModel):
@@ -32,7 +40,17 @@ class TenantCreate(BaseModel):
 
 
 class TenantUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "display_name": "Acme Corp",
+                    "quotas": {"max_sessions": 500, "tokens_per_day": 2_000_000},
+                }
+            ]
+        },
+    )
 
     display_name: str | None = Field(default=None, max_length=200)
     quotas: TenantQuotas | None = None
@@ -67,24 +85,53 @@ async def _get(request: Request, caller: Principal, tenant_id: str) -> TenantRec
     summary="Create a tenant (operator tenant's admins only)",
     responses=problem_responses(403, 409, 422),
 )
-async def create_tenant(body: TenantCreate, request: Request, caller: Admin) -> TenantRecord:
+async def create_tenant(
+    body: TenantCreate,
+    request: Request,
+    response: Response,
+    caller: Admin,
+    idempotency_key: IdempotencyKey = None,
+) -> TenantRecord:
+    """Register a tenant with a display name and quotas (`max_sessions`,
+    `max_concurrent_turns`, `requests_per_minute`, `tokens_per_day`)."""
+    return await idempotent(
+        request,
+        response,
+        caller,
+        idempotency_key,
+        TenantRecord,
+        lambda: _create(body, request, caller),
+    )
+
+
+async def _create(body: TenantCreate, request: Request, caller: Principal) -> TenantRecord:
     if not _operator(request, caller):
         raise ForbiddenError("only admins of the operator tenant create tenants")
     if await _store(request).get(body.id) is not None:
         raise ConflictError(f"tenant {body.id!r} already exists", tenant=body.id)
     record = TenantRecord(id=body.id, display_name=body.display_name, quotas=body.quotas)
     await _store(request).put(record)
+    audit(request, caller, "tenant.created", subject_type="tenant", subject=body.id)
     return record
 
 
-@router.get("", summary="List tenants (your own, or all for the operator tenant)")
-async def list_tenants(request: Request, caller: Admin) -> ItemList[TenantRecord]:
-    records = await _store(request).list()
-    return ItemList(items=[r for r in records if _may_manage(request, caller, r.id)])
+@router.get(
+    "",
+    summary="List tenants (your own, or all for the operator tenant)",
+    description="Paged (`limit`, `cursor`); `sort`: `id` (default), `created_at`, `-` for "
+    "descending.",
+    responses=problem_responses(422),
+)
+async def list_tenants(
+    request: Request, response: Response, caller: Admin, page: PageQuery
+) -> Page[TenantRecord]:
+    records = [r for r in await _store(request).list() if _may_manage(request, caller, r.id)]
+    return paginate(records, page, SORTS, request=request, response=response)
 
 
 @router.get("/{tenant_id}", summary="Get a tenant", responses=problem_responses(404))
 async def get_tenant(tenant_id: str, request: Request, caller: Admin) -> TenantRecord:
+    """The tenant's record and quotas (unset quotas use the runtime's defaults)."""
     return await _get(request, caller, tenant_id)
 
 
@@ -96,6 +143,8 @@ async def get_tenant(tenant_id: str, request: Request, caller: Admin) -> TenantR
 async def update_tenant(
     tenant_id: str, body: TenantUpdate, request: Request, caller: Admin
 ) -> TenantRecord:
+    """Change the display name or replace the quotas; a tenant's own admins cannot
+    raise its quotas."""
     record = await _get(request, caller, tenant_id)
     if not _operator(request, caller):  # a tenant cannot raise its own quotas
         raise ForbiddenError("only admins of the operator tenant change tenants")
@@ -104,6 +153,14 @@ async def update_tenant(
     if body.quotas is not None:
         record.quotas = body.quotas
     await _store(request).put(record)
+    audit(
+        request,
+        caller,
+        "tenant.updated",
+        subject_type="tenant",
+        subject=tenant_id,
+        changed=sorted(body.model_dump(exclude_none=True)),
+    )
     return record
 
 
@@ -114,7 +171,9 @@ async def update_tenant(
     responses=problem_responses(403, 404),
 )
 async def delete_tenant(tenant_id: str, request: Request, caller: Admin) -> None:
+    """Forget the tenant's record (its quotas fall back to the defaults); its data stays."""
     await _get(request, caller, tenant_id)
     if not _operator(request, caller):
         raise ForbiddenError("only admins of the operator tenant delete tenants")
     await _store(request).delete(tenant_id)
+    audit(request, caller, "tenant.deleted", subject_type="tenant", subject=tenant_id)

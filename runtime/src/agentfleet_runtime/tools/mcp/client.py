@@ -424,6 +424,12 @@ class MCPToolServer:
         """Whether a live session is open right now."""
         return self._connection is not None and self._connection.alive
 
+    @property
+    def protocol_version(self) -> str | None:
+        """The MCP protocol version the live session negotiated (``None``: not connected)."""
+        connection = self._connection
+        return connection.protocol_version if connection is not None else None
+
     # -- connection -----------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -1,0 +1,167 @@
+"""The MCP servers API over real HTTP against real MCP servers: list and inspect (state,
+protocol version, tools, which agents use it), hot reload, register/unregister (tenancy,
+in use, cluster mode, stdio only for the operator tenant), secrets redacted."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from mcp.server import MCPServer
+from starlette.routing import Mount
+
+from agentfleet_runtime.testing.servers import running_server
+from agentfleet_runtime.tools.mcp.demo_server import demo_server_asgi
+
+from .conftest import ADMIN, OTHER, READER, Api, MakeApi
+
+
+@contextlib.asynccontextmanager
+async def changing_server() -> AsyncIterator[tuple[MCPServer, str]]:
+    """A real MCP server (streamable HTTP) whose tools the test changes while it runs."""
+    server = MCPServer("changing")
+
+    @server.tool()
+    def ping() -> str:
+        """Answer pong."""
+        return "pong"
+
+    mcp_app, lifespan = demo_server_asgi(server=server)
+
+    @contextlib.asynccontextmanager
+    async def app_lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with lifespan():
+            yield
+
+    host = FastAPI(lifespan=app_lifespan, routes=[Mount("/mcp", app=mcp_app)])
+    async with running_server(host) as running:
+        yield server, f"{running.url}/mcp/"
+
+
+async def test_config_servers_are_listed_with_state_tools_and_agents(api: Api) -> None:
+    idle = (await api.get("/api/v1/mcp-servers")).json()
+    [demo] = idle["items"]
+    assert (demo["name"], demo["source"], demo["transport"]) == (
+        "demo",
+        "config",
+        "streamable-http",
+    )
+    assert demo["state"] == "idle"
+    assert demo["agents"] == []
+    assert demo["tools"] is None
+
+    assert (await api.create_agent()).status_code == 201
+    demo = (await api.get("/api/v1/mcp-servers/demo", token=READER)).json()
+    assert demo["state"] == "connected"
+    assert demo["agents"] == ["calc"]
+    assert demo["tools"] >= 4
+    assert demo["protocol_version"]
+
+    tools = (await api.get("/api/v1/mcp-servers/demo/tools")).json()
+    calculate = next(t for t in tools["items"] if t["name"] == "calculate")
+    assert calculate["description"]
+    assert "expression" in calculate["input_schema"]["properties"]
+    assert tools["total"] == demo["tools"]
+    assert (await api.get("/api/v1/mcp-servers/nope")).status_code == 404
+
+
+async def test_refresh_reloads_the_tools_agents_see(make_api: MakeApi) -> None:
+    async with changing_server() as (server, url), make_api() as api:
+        registered = await api.client.post(
+            "/api/v1/mcp-servers",
+            json={"name": "changing", "spec": {"url": url}},
+            headers=api.as_(),
+        )
+        assert registered.status_code == 201, registered.text
+        assert registered.json()["source"] == "api"
+        # no agent uses it yet: its tools are listed over a connection of its own
+        listed = (await api.get("/api/v1/mcp-servers/changing/tools")).json()
+        assert [t["name"] for t in listed["items"]] == ["ping"]
+        assert (await api.create_agent("pinger", ("changing",))).status_code == 201
+        assert (await api.get("/api/v1/agents/pinger")).json()["tools"] == ["ping"]
+
+        @server.tool()
+        def pong() -> str:
+            """Answer ping."""
+            return "ping"
+
+        # not seen until refreshed: the agent keeps its listing
+        assert (await api.get("/api/v1/agents/pinger")).json()["tools"] == ["ping"]
+        refused = await api.client.post(
+            "/api/v1/mcp-servers/changing/refresh", headers=api.as_(READER)
+        )
+        assert refused.status_code == 403
+        refreshed = await api.client.post("/api/v1/mcp-servers/changing/refresh", headers=api.as_())
+        assert refreshed.status_code == 200, refreshed.text
+        assert refreshed.json()["tools"] == 2
+        assert refreshed.json()["state"] == "connected"
+        assert sorted((await api.get("/api/v1/agents/pinger")).json()["tools"]) == ["ping", "pong"]
+        # and the agent's next turn is offered the new list
+        sid = await api.session("pinger")
+        assert (await api.say(sid, "hello")).status_code == 200
+        offered = api.fake.script.requests[-1].body["tools"]
+        assert sorted(t["function"]["name"] for t in offered) == ["ping", "pong"]
+
+
+async def test_register_and_unregister_with_tenancy_and_in_use(api: Api) -> None:
+    body = {
+        "name": "remote",
+        "spec": {"url": "https://bob:hunter2secret@tools.example.com/mcp?token=abcdef123&team=a"},
+    }
+    created = await api.client.post("/api/v1/mcp-servers", json=body, headers=api.as_())
+    assert created.status_code == 201, created.text
+    shown = created.json()
+    assert "hunter2secret" not in created.text
+    assert "abcdef123" not in created.text
+    assert shown["url"].startswith("https://bob:")
+    assert "team=a" in shown["url"]
+    again = await api.client.post("/api/v1/mcp-servers", json=body, headers=api.as_())
+    assert again.status_code == 409
+
+    # the other tenant neither sees it nor can use it
+    assert (await api.get("/api/v1/mcp-servers/remote", token=OTHER)).status_code == 404
+    names = [s["name"] for s in (await api.get("/api/v1/mcp-servers", token=OTHER)).json()["items"]]
+    assert names == ["demo"]
+    assert (await api.create_agent("sneaky", ("remote",), token=OTHER)).status_code == 422
+    gone = await api.client.delete("/api/v1/mcp-servers/remote", headers=api.as_(OTHER))
+    assert gone.status_code == 404
+
+    # in use: refused until its agent is gone
+    assert (await api.create_agent("user", ("remote",))).status_code == 201
+    busy = await api.client.delete("/api/v1/mcp-servers/remote", headers=api.as_())
+    assert busy.status_code == 409
+    assert busy.json()["agents"] == ["user"]
+    assert (await api.client.delete("/api/v1/agents/user", headers=api.as_())).status_code == 204
+    assert (
+        await api.client.delete("/api/v1/mcp-servers/remote", headers=api.as_())
+    ).status_code == 204
+    assert (await api.get("/api/v1/mcp-servers/remote")).status_code == 404
+
+    # config servers are read-only; stdio only for the operator tenant; hosted needs a cluster
+    demo = await api.client.delete("/api/v1/mcp-servers/demo", headers=api.as_())
+    assert demo.status_code == 409
+    assert demo.json()["type"].endswith("/read-only")
+    stdio = {
+        "name": "local",
+        "spec": {"stdio": {"command": "my-server", "args": ["--token=sekret99"]}},
+    }
+    other = await api.client.post("/api/v1/mcp-servers", json=stdio, headers=api.as_(OTHER))
+    assert other.status_code == 403
+    mine = await api.client.post("/api/v1/mcp-servers", json=stdio, headers=api.as_(ADMIN))
+    assert mine.status_code == 201
+    assert mine.json()["args"] == ["--token=[REDACTED]"]
+    hosted = {"name": "hosted", "spec": {"hosted": {"image": "example/mcp:1"}}}
+    refused = await api.client.post("/api/v1/mcp-servers", json=hosted, headers=api.as_())
+    assert refused.status_code == 422
+
+
+async def test_cluster_mode_is_read_only(make_api: MakeApi) -> None:
+    async with make_api(cluster_mode=True) as api:
+        body = {"name": "x", "spec": {"url": "https://tools.example.com/mcp"}}
+        created = await api.client.post("/api/v1/mcp-servers", json=body, headers=api.as_())
+        assert created.status_code == 409
+        assert created.json()["type"].endswith("/read-only")
+        deleted = await api.client.delete("/api/v1/mcp-servers/demo", headers=api.as_())
+        assert deleted.status_code == 409
+        assert (await api.get("/api/v1/mcp-servers")).json()["total"] == 1
