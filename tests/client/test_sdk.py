@@ -92,7 +92,9 @@ async def test_dropped_connection_reconnects_with_backoff_and_resumes(served: Se
 
 
 async def test_expired_token_is_refreshed_and_the_connection_reopened(served: Served) -> None:
-    soon = datetime.now(UTC) + timedelta(seconds=0.6)
+    # Long enough for the first connection to open on a loaded machine; the test then
+    # waits for the expiry instead of sleeping a fixed time.
+    soon = datetime.now(UTC) + timedelta(seconds=2)
     served.app.state.authenticator = StaticTokenAuthenticator(
         [
             StaticToken(token="short", expires_at=soon),  # type: ignore[arg-type]
@@ -112,7 +114,10 @@ async def test_expired_token_is_refreshed_and_the_connection_reopened(served: Se
         async with client.realtime(backoff_base=0.05) as rt:
             await rt.wait_connected()
             state = await rt.subscribe(sid)
-            await asyncio.sleep(1.0)  # the first token expires: closed with 4402
+            assert rt.connections == 1
+            async with asyncio.timeout(15):  # the first token expires: closed with 4402
+                while rt.connections < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
             served.fake.script.push_text("still here")
             ack = await rt.send(sid, "after expiry")
             await until_turn_done(state, ack.turn_id)
