@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.memory import InMemorySaver
 
 from agentfleet_runtime.auth.apikeys import ApiKeyStore
 from agentfleet_runtime.state.base import (
@@ -22,6 +21,7 @@ from agentfleet_runtime.state.base import (
     TurnQueue,
 )
 from agentfleet_runtime.state.idempotency import IdempotencyStore
+from agentfleet_runtime.state.memory_checkpoint import memory_checkpointer
 from agentfleet_runtime.state.quotas import QuotaStore
 from agentfleet_runtime.state.runs import RunStore
 from agentfleet_runtime.state.settings import StateSettings
@@ -120,7 +120,7 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
             sessions=MemorySessionStore(),
             events=events,
             turns=MemoryTurnQueue(events, idempotency_ttl=settings.idempotency_ttl_seconds),
-            checkpointer=InMemorySaver(),
+            checkpointer=memory_checkpointer(),
             rate_limits=MemoryRateLimitStore(),
             breakers=MemoryBreakerStateStore(),
             api_keys=MemoryApiKeyStore(),
