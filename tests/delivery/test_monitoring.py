@@ -4,6 +4,7 @@ runtime (observability/metrics.py) or the operator (observability.py) exports.""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import promql_parser
 import pytest
 import yaml
 from delivery_helpers import CHART, ROOT, Renderer
+from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
 from agentfleet_operator.observability import OperatorMetrics
@@ -34,9 +36,26 @@ SUFFIXES = {
 }
 
 
+RUNTIME_METRIC_MODULES = (
+    "agentfleet_runtime.app",
+    "agentfleet_runtime.observability.metrics",
+    "agentfleet_runtime.secrets.metrics",
+    "agentfleet_runtime.state.redis_client",
+)
+
+
 def exported_series() -> set[str]:
     """The series names the runtime and the operator expose."""
-    metrics: list[MetricWrapperBase] = [
+    # Every collector the runtime registers (metrics.py, the state backend's, the
+    # secrets'...), as the generated metrics reference lists them.
+    for module in RUNTIME_METRIC_MODULES:
+        importlib.import_module(module)
+    metrics: list[Any] = [
+        collector
+        for collector in list(REGISTRY._collector_to_names)
+        if any(name.startswith("agentfleet") for name in REGISTRY._collector_to_names[collector])
+    ]
+    metrics += [
         value for value in vars(runtime_metrics).values() if isinstance(value, MetricWrapperBase)
     ]
     operator = OperatorMetrics()
