@@ -37,7 +37,7 @@ from agentfleet_runtime.api.routes import (
 )
 from agentfleet_runtime.api.routes import mcp_servers as mcp_servers_routes
 from agentfleet_runtime.api.versioning import API_PREFIX
-from agentfleet_runtime.audit import AuditLog, AuditTrail, AuthFailureAuditor
+from agentfleet_runtime.audit import AuditLog, AuthFailureAuditor
 from agentfleet_runtime.auth import create_authenticator
 from agentfleet_runtime.config import Environment, RuntimeSettings
 from agentfleet_runtime.providers.factory import ProviderPool, ProviderSettings
@@ -46,15 +46,17 @@ from agentfleet_runtime.realtime.hub import ConnectionHub
 from agentfleet_runtime.resilience.wiring import open_resilience
 from agentfleet_runtime.secrets.factory import build_secret_manager
 from agentfleet_runtime.secrets.wiring import connect_provider_pool, model_api_key_lookup
+from agentfleet_runtime.state.audit_store import AuditWriter
 from agentfleet_runtime.state.base import AgentSource
 from agentfleet_runtime.state.dispatcher import TurnDispatcher
 from agentfleet_runtime.state.factory import open_state
+from agentfleet_runtime.state.mcp_registry import MCPServerSync
 from agentfleet_runtime.tenants import TenantQuotaGuard
 
 log = logging.getLogger(__name__)
 
-#: Audit events kept in memory per replica for GET /api/v1/audit.
-AUDIT_TRAIL_CAPACITY = 10_000
+#: Audit events a replica keeps queued while the state backend cannot take them.
+AUDIT_QUEUE_CAPACITY = 10_000
 
 LifespanHook = Callable[[], AbstractAsyncContextManager[Any]]
 
@@ -93,8 +95,9 @@ def create_app(
     replica = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
     create_authenticator(settings.auth)  # refuse bad auth settings before serving
     audit_log = AuditLog()
-    trail = AuditTrail(AUDIT_TRAIL_CAPACITY)
-    audit_log.add_sink(trail)
+    # Audit events go to the state backend's audit store, written in the background.
+    audit_writer = AuditWriter(AUDIT_QUEUE_CAPACITY)
+    audit_log.add_sink(audit_writer)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -124,6 +127,8 @@ def create_app(
         app.state.secrets = secrets
         state_stack = contextlib.AsyncExitStack()
         state = await state_stack.enter_async_context(open_state(settings.state))
+        audit_writer.start(state.audit)
+        state_stack.push_async_callback(audit_writer.aclose)  # flushed before state closes
         # API keys live in the state backend: shared by every replica on Redis.
         app.state.authenticator = create_authenticator(settings.auth, state.api_keys)
         app.state.api_limits = ApiRateLimiter(
@@ -161,6 +166,19 @@ def create_app(
         )
         state.control_handlers.append(dispatcher.on_control)
         state.control_handlers.append(mcp_servers_routes.refresh_handler(service, replica))
+        # API-registered MCP servers: shared through the state backend, hot on every replica.
+        mcp_sync = MCPServerSync(
+            state.mcp_servers,
+            service.mcp_servers,
+            replica=replica,
+            broadcast=state.broadcast,
+            closed=mcp_servers_routes.close_removed(service),
+        )
+        await mcp_sync.try_load()  # Redis failing: the resync loop tries again
+        state.control_handlers.append(mcp_sync.on_control)
+        mcp_sync.start()
+        state_stack.push_async_callback(mcp_sync.aclose)
+        app.state.mcp_sync = mcp_sync
         service.dispatcher = dispatcher
         hub = ConnectionHub(settings.realtime)
         app.state.service = service
@@ -234,9 +252,10 @@ def create_app(
     app.state.settings = settings
     app.state.authenticator = create_authenticator(settings.auth)  # until state opens
     app.state.replica = replica
-    # The one audit log of the process; GET /api/v1/audit reads its ring buffer.
+    # The one audit log of the process; GET /api/v1/audit reads the state backend's
+    # audit store (and this replica's events not written there yet) through the writer.
     app.state.audit = audit_log
-    app.state.audit_trail = trail
+    app.state.audit_writer = audit_writer
     app.state.auth_failures = AuthFailureAuditor(audit_log)
     return app
 

@@ -1,9 +1,10 @@
 """The runtime's one audit facility: security-relevant actions as structured events.
 
 Every event goes to the ``agentfleet.audit`` logger (field ``audit: true``: ship it with
-the other logs, filter on it) and to the registered sinks — the in-process
-:class:`AuditTrail` ring buffer that ``GET /api/v1/audit`` reads, tests, and whatever an
-operator adds. An event has:
+the other logs, filter on it) and to the registered sinks — the state backend's audit
+store that ``GET /api/v1/audit`` reads (through
+:class:`~agentfleet_runtime.state.audit_store.AuditWriter`, in the background: recording
+never blocks or fails the request), tests, and whatever an operator adds. An event has:
 
 * ``action``: a dotted name, the verb in the past tense (``api_key.created``,
   ``breaker.forced_open``, ``secret.read``, ``auth.failed``...);
@@ -22,6 +23,7 @@ and counts the rest (``suppressed``), while the metric
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -41,6 +43,7 @@ __all__ = [
     "AUDIT_LOGGER",
     "AuditEvent",
     "AuditLog",
+    "AuditQuery",
     "AuditSink",
     "AuditTrail",
     "AuthFailureAuditor",
@@ -78,6 +81,63 @@ class AuditEvent:
             "action": self.action,
             "outcome": self.outcome,
         }
+
+    def to_json(self) -> str:
+        """How a store keeps it (:meth:`from_json` reads it back)."""
+        return json.dumps(
+            {
+                "id": self.id,
+                "at": self.at.isoformat(),
+                "action": self.action,
+                "outcome": self.outcome,
+                "fields": self.fields,
+            },
+            default=str,
+        )
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> AuditEvent:
+        raw = json.loads(data)
+        return cls(
+            action=raw["action"],
+            outcome=raw["outcome"],
+            fields=raw.get("fields") or {},
+            at=datetime.fromisoformat(raw["at"]),
+            id=raw["id"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which events to list. ``tenant``: only events of that tenant (and, with
+    ``untenanted``, those of no tenant: refused credentials, secret access); ``action``:
+    an exact action or a prefix ending in a dot (``api_key.``); ``since``/``until``:
+    inclusive bounds on the event's time."""
+
+    tenant: str | None = None
+    untenanted: bool = False
+    action: str | None = None
+    outcome: str | None = None
+    actor: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, event: AuditEvent) -> bool:
+        others = self.tenant is not None and event.tenant != self.tenant
+        if others and not (self.untenanted and event.tenant is None):
+            return False
+        action = self.action
+        if action is not None and not (
+            event.action == action or (action.endswith(".") and event.action.startswith(action))
+        ):
+            return False
+        if self.outcome is not None and event.outcome != self.outcome:
+            return False
+        if self.actor is not None and event.fields.get("actor") != self.actor:
+            return False
+        if self.since is not None and event.at < self.since:
+            return False
+        return self.until is None or event.at <= self.until
 
 
 AuditSink = Callable[[AuditEvent], None]
@@ -135,9 +195,9 @@ class AuditLog:
 
 
 class AuditTrail:
-    """The last ``capacity`` audit events of this process (a ring buffer): what
-    ``GET /api/v1/audit`` shows. Per replica and lost on restart — the log stream is the
-    durable record."""
+    """The last ``capacity`` audit events of this process (a ring buffer): the memory
+    backend's audit store, and where events wait while the shared store cannot take them.
+    Lost on restart — the log stream is the durable record."""
 
     def __init__(self, capacity: int = 10_000) -> None:
         self._events: deque[AuditEvent] = deque(maxlen=capacity)
@@ -149,27 +209,15 @@ class AuditTrail:
         return len(self._events)
 
     def list(
-        self,
-        *,
-        tenant: str | None = None,
-        untenanted: bool = False,
-        action: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = None,
+        self, query: AuditQuery | None = None, *, limit: int | None = None
     ) -> list[AuditEvent]:
-        """Newest first. ``tenant``: only events of that tenant (and, with
-        ``untenanted``, those of no tenant: refused credentials, secret access);
-        ``action``: an exact action or a prefix ending in a dot (``api_key.``)."""
+        """Newest first."""
+        query = query or AuditQuery()
         found: list[AuditEvent] = []
         for event in reversed(self._events):
-            if since is not None and event.at < since:
+            if query.since is not None and event.at < query.since:
                 break
-            others = tenant is not None and event.tenant != tenant
-            if others and not (untenanted and event.tenant is None):
-                continue
-            if action is not None and not (
-                event.action == action or (action.endswith(".") and event.action.startswith(action))
-            ):
+            if not query.matches(event):
                 continue
             found.append(event)
             if limit is not None and len(found) >= limit:

@@ -79,7 +79,10 @@ class TenantQuotaGuard:
       tokens of the current UTC day reached the limit; :meth:`add_tokens` counts a turn's
       usage when it ends (so the turn that crosses the limit finishes; the next is
       refused until midnight UTC).
-    * ``max_concurrent_turns``: :meth:`check` against the running sessions.
+    * ``max_concurrent_turns``: :meth:`take_turn` reserves a slot when a turn is
+      accepted (atomically: a counter of turn ids in the state backend) and
+      :meth:`release_turns` frees it when the turn ends; a slot held by a replica that
+      died expires after ``turn_slot_seconds`` (refreshed each time a turn starts).
     * ``requests_per_minute``: read by the API rate limiter (:meth:`limit`).
     """
 
@@ -90,11 +93,13 @@ class TenantQuotaGuard:
         store: QuotaStore,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        turn_slot_seconds: float = 3600.0,
     ) -> None:
         self._tenants = tenants
         self._defaults = defaults
         self._store = store
         self._clock = clock
+        self.turn_slot_seconds = turn_slot_seconds
 
     async def limit(self, tenant: str, quota: QuotaName) -> int | None:
         record = await self._tenants.get(tenant)
@@ -105,11 +110,14 @@ class TenantQuotaGuard:
         """Refuse when ``used`` (counted by the caller) reached the quota."""
         limit = await self.limit(tenant, quota)
         if limit is not None and used >= limit:
+            # a running turn ends soon: retry shortly (the others are longer-lived)
+            extra = {"retry_after": 1.0} if quota == "max_concurrent_turns" else {}
             raise TenantQuotaExceededError(
                 f"tenant {tenant!r} has reached its {quota} quota ({limit})",
                 quota=quota,
                 limit=limit,
                 used=used,
+                **extra,
             )
 
     @contextlib.asynccontextmanager
@@ -160,3 +168,44 @@ class TenantQuotaGuard:
     async def tokens_used(self, tenant: str) -> int:
         day, _ = self._day()
         return await self._store.get(f"tokens:{tenant}:{day}")
+
+    async def take_turn(self, tenant: str, holder: str, *, refresh: bool = False) -> None:
+        """Reserve one of the tenant's ``max_concurrent_turns`` slots for ``holder``
+        (``<session id>/<turn id>``), or refuse (429 ``quota-exceeded``). ``refresh``: the
+        turn was accepted already (a start, a recovery): renew its slot, never refuse."""
+        limit = await self.limit(tenant, "max_concurrent_turns")
+        if limit is None:
+            return
+        taken, used = await self._store.take_slot(
+            f"turns:{tenant}",
+            holder,
+            limit=None if refresh else limit,
+            ttl_seconds=self.turn_slot_seconds,
+        )
+        if not taken:
+            raise TenantQuotaExceededError(
+                f"tenant {tenant!r} has {used} turns running, its max_concurrent_turns quota "
+                f"({limit}); retry when one ends",
+                quota="max_concurrent_turns",
+                limit=limit,
+                used=used,
+                retry_after=1.0,
+            )
+
+    async def release_turns(self, tenant: str, prefix: str) -> None:
+        """Free the slots of ``tenant`` held by ``prefix`` (a turn: ``<session>/<turn>``;
+        every turn of a session: ``<session>/``). Never raises: a slot not freed
+        expires by itself."""
+        try:
+            await self._store.release_slots(f"turns:{tenant}", prefix)
+        except Exception:
+            log.warning("could not free a turn slot", exc_info=True, extra={"tenant": tenant})
+
+    async def turns_running(self, tenant: str) -> int:
+        """Slots held now (0 when the tenant has no ``max_concurrent_turns`` quota)."""
+        if await self.limit(tenant, "max_concurrent_turns") is None:
+            return 0
+        _, used = await self._store.take_slot(  # a limit of 0 counts, never takes
+            f"turns:{tenant}", "", limit=0, ttl_seconds=self.turn_slot_seconds
+        )
+        return used

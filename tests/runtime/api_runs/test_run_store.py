@@ -14,6 +14,7 @@ from agentfleet_runtime.state.redis_client import Keys, connect
 from agentfleet_runtime.state.runs import (
     MemoryRunStore,
     RedisRunStore,
+    RunFilter,
     RunRecord,
     RunStatus,
     RunStore,
@@ -76,17 +77,17 @@ async def test_filters_order_and_cap(store: RunStore) -> None:
     await store.put(run(3, session="s2", tenant="acme"))
     listed = await store.list()
     assert [r.id for r in listed] == ["turn_s1_1", "turn_s1_2", "turn_s2_3"]
-    assert [r.id for r in await store.list(agent="other")] == ["turn_s1_2"]
-    assert [r.id for r in await store.list(status=RunStatus.COMPLETED)] == ["turn_s1_1"]
-    assert [r.id for r in await store.list(tenant="acme")] == ["turn_s2_3"]
-    assert [r.id for r in await store.list(session_id="s2")] == ["turn_s2_3"]
+    assert [r.id for r in await store.list(RunFilter(agent="other"))] == ["turn_s1_2"]
+    assert [r.id for r in await store.list(RunFilter(status=RunStatus.COMPLETED))] == ["turn_s1_1"]
+    assert [r.id for r in await store.list(RunFilter(tenant="acme"))] == ["turn_s2_3"]
+    assert [r.id for r in await store.list(RunFilter(session_id="s2"))] == ["turn_s2_3"]
     window = await store.list(
-        created_after=T0 + timedelta(seconds=2), created_before=T0 + timedelta(seconds=3)
+        RunFilter(created_after=T0 + timedelta(seconds=2), created_before=T0 + timedelta(seconds=3))
     )
     assert [r.id for r in window] == ["turn_s1_2"]
     for n in range(4, 7):  # s1 now has 5 runs: the cap (3) drops the two oldest
         await store.put(run(n))
-    assert [r.id for r in await store.list(session_id="s1")] == [
+    assert [r.id for r in await store.list(RunFilter(session_id="s1"))] == [
         "turn_s1_4",
         "turn_s1_5",
         "turn_s1_6",

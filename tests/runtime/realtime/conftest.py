@@ -111,11 +111,16 @@ async def rt(
         yield RT(url=server.url, app=app, client=client, fake=fake_provider)
 
 
-async def recv(ws: ClientConnection, wait: float = 10) -> dict[str, Any]:
+async def recv(ws: ClientConnection, wait: float = 10, *, pings: bool = False) -> dict[str, Any]:
+    """The next frame. Heartbeat pings (every 0.3 s here) are answered and skipped unless
+    ``pings``: on a loaded machine one can arrive between any two frames a test expects."""
     import asyncio
 
-    frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), wait))
-    return frame
+    while True:
+        frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), wait))
+        if pings or frame.get("type") != "ping":
+            return frame
+        await ws.send(json.dumps({"type": "pong"}))
 
 
 async def recv_until(

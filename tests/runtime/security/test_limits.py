@@ -10,6 +10,7 @@ import pytest
 
 from agentfleet_runtime.api.ratelimit import ApiRateLimitSettings, Bucket
 from agentfleet_runtime.config import TenancySettings
+from agentfleet_runtime.providers.fake import FakeReply
 from agentfleet_runtime.state.settings import StateSettings
 from agentfleet_runtime.tenants import TenantQuotas
 
@@ -157,3 +158,68 @@ async def test_concurrent_session_creations_never_exceed_max_sessions(
         assert (
             await rt.client.post("/api/v1/sessions", json={"agent": "calc"}, headers=a)
         ).status_code == 201
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_concurrent_turns_never_exceed_max_concurrent_turns(
+    make_secure: Any, agent_body: Any, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """12 turns at once (12 sessions, a slow model) against a limit of 3: exactly 3 run,
+    the others are refused with 429; the slots are freed when the turns end (completed
+    or failed), so new turns are accepted again."""
+    state = StateSettings()
+    if backend == "redis":
+        server = request.getfixturevalue("redis_server")
+        state = StateSettings(backend="redis", redis_url=server.url)
+    tenancy = TenancySettings(default_quotas=TenantQuotas(max_concurrent_turns=3))
+    async with make_secure(tenancy=tenancy, state=state) as rt:
+        assert rt.fake is not None
+        rt.fake.script.fallback = FakeReply(text="slow answer", latency_seconds=1.0)
+        a = rt.as_(rt.admin_a)
+        assert (await rt.client.post("/api/v1/agents", json=agent_body, headers=a)).is_success
+        sids = [
+            (await rt.client.post("/api/v1/sessions", json={"agent": "calc"}, headers=a)).json()[
+                "id"
+            ]
+            for _ in range(12)
+        ]
+
+        async def turn(sid: str) -> Any:
+            return await rt.client.post(
+                f"/api/v1/sessions/{sid}/messages", json={"content": "hi"}, headers=a
+            )
+
+        responses = await asyncio.gather(*(turn(sid) for sid in sids))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [200] * 3 + [429] * 9, [r.text for r in responses]
+        refused = next(r for r in responses if r.status_code == 429)
+        body = refused.json()
+        assert body["type"].endswith("/quota-exceeded")
+        assert (body["quota"], body["limit"], body["used"]) == ("max_concurrent_turns", 3, 3)
+        assert int(refused.headers["Retry-After"]) >= 1
+        model_calls = len(rt.fake.script.requests)
+        assert model_calls == 3  # the refused turns never reached the model
+        guard = rt.app.state.quotas
+        assert await guard.turns_running("default") == 0  # no slot leaked
+
+        # A failed turn frees its slot too.
+        rt.fake.script.push_error(400, message="bad request")
+        failed = await turn(sids[0])
+        assert failed.status_code >= 400, failed.text
+        assert await guard.turns_running("default") == 0
+
+        # The SSE route answers 429 before its stream starts while the slots are taken.
+        running = [asyncio.create_task(turn(sid)) for sid in sids[:3]]
+        for _ in range(200):  # until the three hold their slots
+            if await guard.turns_running("default") == 3:
+                break
+            await asyncio.sleep(0.02)
+        streamed = await rt.client.post(
+            f"/api/v1/sessions/{sids[5]}/messages/stream", json={"content": "hi"}, headers=a
+        )
+        assert streamed.status_code == 429
+        assert streamed.json()["quota"] == "max_concurrent_turns"
+        assert [r.status_code for r in await asyncio.gather(*running)] == [200] * 3
+        assert await guard.turns_running("default") == 0
+        again = await asyncio.gather(*(turn(sid) for sid in sids[3:6]))
+        assert [r.status_code for r in again] == [200] * 3

@@ -9,8 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Durability
@@ -20,6 +19,7 @@ from agentfleet_crds.contract import AgentConfig
 from agentfleet_crds.v1alpha1 import AgentSpec, ResiliencePolicySpec
 from agentfleet_runtime.agent.events import Emit, EventType, TurnEvent
 from agentfleet_runtime.agent.graph import AgentState, TurnContext, build_agent_graph
+from agentfleet_runtime.agent.runs import RunRecorder, ToolCallRecord, tool_call_records
 from agentfleet_runtime.auth.base import DEFAULT_TENANT
 from agentfleet_runtime.errors import (
     AgentfleetError,
@@ -48,14 +48,7 @@ from agentfleet_runtime.state.base import (
     utcnow,
 )
 from agentfleet_runtime.state.dispatcher import TurnDispatcher
-from agentfleet_runtime.state.runs import (
-    RunError,
-    RunRecord,
-    RunStatus,
-    RunStore,
-    RunToolCall,
-    RunUsage,
-)
+from agentfleet_runtime.state.runs import RunStore
 from agentfleet_runtime.tools.catalog import MCPServerCatalog
 from agentfleet_runtime.tools.registry import ToolRegistry, create_tool_server
 
@@ -75,14 +68,6 @@ class SessionBusyError(ConflictError):
 
     slug = "session-busy"
     title = "The session is running a turn"
-
-
-class ToolCallRecord(TypedDict):
-    id: str
-    name: str
-    arguments: dict[str, Any]
-    result: str
-    is_error: bool
 
 
 class TokenUsage(BaseModel):
@@ -122,25 +107,6 @@ class LoadedAgent:
         return self.config.name
 
 
-def tool_call_records(messages: list[Message]) -> list[ToolCallRecord]:
-    """Pair each tool call the model made with its result."""
-    results = {m.get("tool_call_id"): m for m in messages if m["role"] == "tool"}
-    records: list[ToolCallRecord] = []
-    for message in messages:
-        for call in message.get("tool_calls", []):
-            result = results.get(call["id"])
-            records.append(
-                {
-                    "id": call["id"],
-                    "name": call["name"],
-                    "arguments": call["arguments"],
-                    "result": result["content"] if result else "",
-                    "is_error": bool(result.get("is_error")) if result else True,
-                }
-            )
-    return records
-
-
 class AgentService:
     def __init__(
         self,
@@ -158,7 +124,8 @@ class AgentService:
         """``read_only``: agents come only from the runtime config (cluster mode);
         ``runs``: where each turn's record is kept (none: not recorded)."""
         self._agents = agents
-        self._runs = runs
+        #: Each turn's record (``/api/v1/runs``).
+        self.runs = RunRecorder(runs, sessions)
         self._sessions = sessions
         self._events = events
         self._checkpointer = checkpointer
@@ -389,16 +356,16 @@ class AgentService:
         return await self._sessions.list(agent=agent, tenant=tenant)
 
     async def delete_session(self, session_id: str) -> None:
-        await self.get_session(session_id)
+        session = await self.get_session(session_id)
         async with self._lock(session_id):
             await self._sessions.delete(session_id)
             await self._events.delete(session_id)
             await self._checkpointer.adelete_thread(session_id)
-            if self._runs is not None:
-                await self._runs.delete_session(session_id)
+            await self.runs.delete_session(session_id)
             if self.dispatcher is not None:
                 await self.dispatcher.queue.delete(session_id)
         self._session_locks.pop(session_id, None)
+        await self._end_turn(session.tenant, f"{session_id}/")  # its queued turns' slots
 
     async def messages(self, session_id: str) -> list[Message]:
         await self.get_session(session_id)
@@ -533,25 +500,33 @@ class AgentService:
             raise RuntimeError("submit_turn needs a dispatcher")
         session = await self.get_session(session_id)
         await self.agent_for(session.agent, tenant=session.tenant)
-        if self.quotas is not None:  # the tenant's tokens of the day
-            await self.quotas.check_tokens(session.tenant)
-        acceptance = await self.dispatcher.submit(
-            session_id, content, idempotency_key=idempotency_key, stream_tokens=stream_tokens
-        )
-        if not acceptance.duplicate and self._runs is not None:
-            message = acceptance.message
-            queued = RunRecord(
-                id=message.turn_id,
-                session_id=session_id,
-                agent=session.agent,
-                tenant=session.tenant,
-                created_at=datetime.fromtimestamp(message.accepted_at, UTC),
+        message_id = f"msg_{uuid.uuid4().hex}"
+        slot = f"{session_id}/turn_{message_id.removeprefix('msg_')}"
+        if self.quotas is not None:  # tokens left today; a concurrent-turn slot, held
+            await self.quotas.check_tokens(session.tenant)  # until the turn ends (_end_turn)
+            await self.quotas.take_turn(session.tenant, slot)
+        try:
+            acceptance = await self.dispatcher.submit(
+                session_id,
+                content,
+                idempotency_key=idempotency_key,
+                stream_tokens=stream_tokens,
+                message_id=message_id,
             )
-            try:  # never over the record of a turn that already started
-                await self._runs.create(queued)
-            except Exception:  # not worth failing the accepted message for
-                log.warning("could not record run %s", queued.id, exc_info=True)
+        except BaseException:
+            await self._end_turn(session.tenant, slot)
+            raise
+        if acceptance.duplicate:  # the first message's turn holds its own slot
+            await self._end_turn(session.tenant, slot)
+        if not acceptance.duplicate:
+            await self.runs.queued(acceptance.message, session)
         return acceptance
+
+    async def _end_turn(self, tenant: str, slot: str) -> None:
+        """Free a turn's ``max_concurrent_turns`` slot (``<session>/<turn>``; a session's
+        every slot: ``<session>/``)."""
+        if self.quotas is not None:
+            await self.quotas.release_turns(tenant, slot)
 
     async def wait_turn(self, session_id: str, turn_id: str, *, after: int = 0) -> TurnResult:
         """The outcome of a queued turn, wherever it runs: its result, or its failure
@@ -578,7 +553,10 @@ class AgentService:
         outcome: asyncio.Future[TurnResult] = asyncio.get_running_loop().create_future()
         outcome.add_done_callback(lambda f: None if f.cancelled() else f.exception())
         self._outcomes[message.turn_id] = outcome
+        slot = f"{message.session_id}/{message.turn_id}"
         try:
+            if self.quotas is not None:  # renew its slot (a recovery: taken elsewhere)
+                await self.quotas.take_turn(session.tenant, slot, refresh=True)
             agent = await self.agent_for(session.agent, tenant=session.tenant)
             result = await self._run_turn(
                 session,
@@ -596,8 +574,11 @@ class AgentService:
                     outcome.cancel()
                 else:
                     outcome.set_exception(exc)
+            if not isinstance(exc, asyncio.CancelledError | LeaseLostError):  # else recovered
+                await self._end_turn(session.tenant, slot)
             raise
         else:
+            await self._end_turn(session.tenant, slot)
             outcome.set_result(result)
             return result
         finally:
@@ -623,15 +604,19 @@ class AgentService:
             None,
             failure,
         )
-        await self._exhausted_run(claim, failure, letter)
-        await self._events.append(
-            message.session_id,
-            message.turn_id,
-            EventType.TURN_FAILED.value,
-            failure,
-            fence=owner,
-        )
-        await self._set_status(message.session_id, SessionStatus.IDLE, turn_done=True)
+        try:
+            await self.runs.exhausted(claim, failure, letter)
+            await self._events.append(
+                message.session_id,
+                message.turn_id,
+                EventType.TURN_FAILED.value,
+                failure,
+                fence=owner,
+            )
+            await self._set_status(message.session_id, SessionStatus.IDLE, turn_done=True)
+        finally:
+            if session is not None:
+                await self._end_turn(session.tenant, f"{message.session_id}/{message.turn_id}")
 
     @tracing.invoke_agent_span
     async def _run_turn(
@@ -668,7 +653,9 @@ class AgentService:
         async with self._lock(session_id):
             started = time.perf_counter()
             await self._set_status(session_id, SessionStatus.RUNNING)
-            run = await self._start_run(session, agent, turn_id, attempt, accepted_at)
+            run = await self.runs.started(
+                session, agent.name, agent.config.spec.model.name, turn_id, attempt, accepted_at
+            )
             graph_input, resumed_from = await self._turn_input(
                 session_id, turn_id, content, attempt
             )
@@ -697,16 +684,21 @@ class AgentService:
                 )
             except AgentfleetError as exc:
                 outcome = "failed"
+                failure = _failure(exc)
                 letter = await self._dead_letter(agent.name, session_id, turn_id, content, exc)
-                await self._end_run(run, context, started, exc=exc, dead_letter=letter)
-                await emit(EventType.TURN_FAILED, _failure(exc))
+                if not isinstance(exc, LeaseLostError):  # moved: the new replica records it
+                    await self.runs.ended(
+                        run, context, started, failure=failure, dead_letter=letter
+                    )
+                await emit(EventType.TURN_FAILED, failure)
                 raise
             except Exception as exc:
                 outcome = "failed"
                 log.exception("turn failed", extra={"session": session_id, "turn": turn_id})
+                failure = _failure(exc)
                 letter = await self._dead_letter(agent.name, session_id, turn_id, content, exc)
-                await self._end_run(run, context, started, exc=exc, dead_letter=letter)
-                await emit(EventType.TURN_FAILED, _failure(exc))
+                await self.runs.ended(run, context, started, failure=failure, dead_letter=letter)
+                await emit(EventType.TURN_FAILED, failure)
                 raise
             finally:
                 await self._set_status(session_id, SessionStatus.IDLE, turn_done=True)
@@ -731,7 +723,7 @@ class AgentService:
                 duration_ms=round(elapsed * 1000, 3),
                 degraded=context.degraded,
             )
-            await self._end_run(run, context, started, result=result)
+            await self.runs.ended(run, context, started, result=result)
             await emit(EventType.TURN_COMPLETED, result.model_dump(mode="json"))
             return result
 
@@ -811,152 +803,6 @@ class AgentService:
             failure=failure,
         )
         return letter.id if letter is not None else None
-
-    # -- runs -----------------------------------------------------------------------------
-
-    async def get_run(self, run_id: str, *, tenant: str | None = None) -> RunRecord:
-        """``tenant``: only that tenant's run (another's is "not found")."""
-        record = await self._runs.get(run_id) if self._runs is not None else None
-        if record is None or (tenant is not None and record.tenant != tenant):
-            raise NotFoundError(f"run {run_id!r} does not exist", run=run_id)
-        return record
-
-    async def list_runs(
-        self,
-        *,
-        tenant: str | None = None,
-        session_id: str | None = None,
-        agent: str | None = None,
-        status: RunStatus | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-    ) -> list[RunRecord]:
-        if self._runs is None:
-            return []
-        return await self._runs.list(
-            tenant=tenant,
-            session_id=session_id,
-            agent=agent,
-            status=status,
-            created_after=created_after,
-            created_before=created_before,
-        )
-
-    async def _start_run(
-        self,
-        session: SessionRecord,
-        agent: LoadedAgent,
-        turn_id: str,
-        attempt: int,
-        accepted_at: float | None,
-    ) -> RunRecord | None:
-        """Record that the turn runs (one store write)."""
-        if self._runs is None:
-            return None
-        now = utcnow()
-        model = agent.config.spec.model
-        run = RunRecord(
-            id=turn_id,
-            session_id=session.id,
-            agent=agent.name,
-            tenant=session.tenant,
-            status=RunStatus.RUNNING,
-            model=model.name,
-            attempt=attempt,
-            created_at=datetime.fromtimestamp(accepted_at, UTC) if accepted_at else now,
-            started_at=now,
-        )
-        await self._put_run(run)
-        return run
-
-    async def _end_run(
-        self,
-        run: RunRecord | None,
-        context: TurnContext,
-        started: float,
-        *,
-        result: TurnResult | None = None,
-        exc: BaseException | None = None,
-        dead_letter: str | None = None,
-    ) -> None:
-        """Record how the turn ended (one store write). A turn that moved to another
-        replica did not end: that replica records it."""
-        if run is None or isinstance(exc, LeaseLostError):
-            return
-        usage = RunUsage(
-            input_tokens=context.usage.input_tokens, output_tokens=context.usage.output_tokens
-        )
-        if result is not None:
-            calls, steps, duration = result.tool_calls, result.steps, result.duration_ms
-        else:
-            calls = tool_call_records(context.produced)
-            steps = context.usage.model_calls
-            duration = round((time.perf_counter() - started) * 1000, 3)
-        status = RunStatus.COMPLETED
-        if result is None:
-            status = RunStatus.FAILED if dead_letter is None else RunStatus.DEAD_LETTERED
-        await self._put_run(
-            run.model_copy(
-                update={
-                    "status": status,
-                    "model": context.usage.model or run.model,
-                    "steps": steps,
-                    "tool_calls": [
-                        RunToolCall(
-                            id=c["id"],
-                            name=c["name"],
-                            arguments=c["arguments"],
-                            is_error=c["is_error"],
-                        )
-                        for c in calls
-                    ],
-                    "usage": usage,
-                    "duration_ms": duration,
-                    "finished_at": utcnow(),
-                    "error": RunError.model_validate(_failure(exc)) if exc is not None else None,
-                    "degraded": context.degraded,
-                    "dead_letter_id": dead_letter,
-                }
-            )
-        )
-
-    async def _exhausted_run(
-        self, claim: Claim, failure: dict[str, Any], dead_letter: str | None
-    ) -> None:
-        if self._runs is None:
-            return
-        message = claim.message
-        run = await self._runs.get(message.turn_id)
-        if run is None:
-            session = await self._sessions.get(message.session_id)
-            run = RunRecord(
-                id=message.turn_id,
-                session_id=message.session_id,
-                agent=session.agent if session is not None else "",
-                tenant=session.tenant if session is not None else DEFAULT_TENANT,
-                created_at=datetime.fromtimestamp(message.accepted_at, UTC),
-            )
-        status = RunStatus.FAILED if dead_letter is None else RunStatus.DEAD_LETTERED
-        await self._put_run(
-            run.model_copy(
-                update={
-                    "status": status,
-                    "attempt": claim.attempt,
-                    "finished_at": utcnow(),
-                    "error": RunError.model_validate(failure),
-                    "dead_letter_id": dead_letter,
-                }
-            )
-        )
-
-    async def _put_run(self, run: RunRecord) -> None:
-        """Write a run's record; failing to is logged and never fails the turn."""
-        if self._runs is None:
-            return
-        try:
-            await self._runs.put(run)
-        except Exception:
-            log.warning("could not record run %s", run.id, exc_info=True, extra={"run": run.id})
 
     async def _thread_messages(self, session_id: str) -> list[Message]:
         snapshot = await self._graph.aget_state({"configurable": {"thread_id": session_id}})

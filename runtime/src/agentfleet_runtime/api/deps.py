@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import Depends, Request, WebSocket
 
 from agentfleet_runtime.agent.service import AgentService
-from agentfleet_runtime.state.base import SessionStatus
 from agentfleet_runtime.tenants import QuotaName, TenantQuotaGuard
 
 
@@ -35,9 +34,10 @@ async def check_quota(
     request: Request, service: AgentService, tenant: str, quota: QuotaName
 ) -> None:
     """Refuse (429 ``quota-exceeded``) when ``tenant`` has used up ``quota``: its own
-    quota, else the default. ``max_concurrent_turns`` counts its running sessions;
-    ``tokens_per_day`` today's tokens; ``max_sessions`` its sessions (a pre-check: the
-    atomic one is :meth:`AgentService.create_session`'s)."""
+    quota, else the default. ``tokens_per_day`` today's tokens; ``max_concurrent_turns``
+    the turn slots held; ``max_sessions`` its sessions. Pre-checks, answered before a
+    stream starts: the atomic ones are :meth:`AgentService.submit_turn`'s (a turn slot)
+    and :meth:`AgentService.create_session`'s."""
     guard = quota_guard(request)
     if quota == "tokens_per_day":
         await guard.check_tokens(tenant)
@@ -46,11 +46,10 @@ async def check_quota(
         raise ValueError("requests_per_minute is the rate limiter's (api/ratelimit.py)")
     if await guard.limit(tenant, quota) is None:
         return
-    sessions = await service.list_sessions(tenant=tenant)
     if quota == "max_concurrent_turns":
-        used = sum(1 for s in sessions if s.status is SessionStatus.RUNNING)
+        used = await guard.turns_running(tenant)
     else:
-        used = len(sessions)
+        used = len(await service.list_sessions(tenant=tenant))
     await guard.check(tenant, quota, used)
 
 

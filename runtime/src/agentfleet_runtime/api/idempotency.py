@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -36,6 +37,8 @@ from agentfleet_runtime.auth.base import Principal
 from agentfleet_runtime.errors import ConflictError
 from agentfleet_runtime.state.base import IdempotencyConflictError
 from agentfleet_runtime.state.idempotency import IdempotencyRecord, IdempotencyStore
+
+log = logging.getLogger(__name__)
 
 #: How long a running request holds its key (a replica that dies mid-request frees it).
 CLAIM_SECONDS = 300.0
@@ -121,7 +124,10 @@ async def idempotent[M: BaseModel](
     try:
         result = await run()
     except BaseException:
-        await store.release(name)
+        try:
+            await store.release(name)
+        except Exception:  # e.g. Redis went away: the claim expires (CLAIM_SECONDS)
+            log.warning("could not release idempotency claim", exc_info=True)
         raise
     route_status = getattr(request.scope.get("route"), "status_code", None)
     status = response.status_code or route_status or 200
@@ -132,7 +138,10 @@ async def idempotent[M: BaseModel](
         body=_seal(scope, result.model_dump_json().encode()),
     )
     ttl: int = request.app.state.settings.state.idempotency_ttl_seconds
-    await store.complete(name, done, ttl_seconds=ttl)
+    try:
+        await store.complete(name, done, ttl_seconds=ttl)
+    except Exception:  # done is done: answer it (a retry meets the claim until it expires)
+        log.warning("could not store the idempotent response", exc_info=True)
     return result
 
 

@@ -55,7 +55,43 @@ def _unpack(raw: Any) -> tuple[str, bytes]:
     return text(kind), data
 
 
-class RedisCheckpointSaver(BaseCheckpointSaver[str]):
+class AsyncOnlySaver(BaseCheckpointSaver[str]):
+    """A checkpointer that offers only LangGraph's async interface (the runtime only uses
+    ``ainvoke``/``aget_state``): the sync methods raise, naming the async one to use."""
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        raise NotImplementedError(f"{type(self).__name__} is async-only: use aget_tuple")
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        raise NotImplementedError(f"{type(self).__name__} is async-only: use alist")
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        raise NotImplementedError(f"{type(self).__name__} is async-only: use aput")
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        raise NotImplementedError(f"{type(self).__name__} is async-only: use aput_writes")
+
+
+class RedisCheckpointSaver(AsyncOnlySaver):
     def __init__(
         self,
         client: aioredis.Redis,
@@ -314,36 +350,3 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
         """Versions as zero-padded strings (sortable), as LangGraph's own savers do."""
         number = 0 if current is None else int(str(current).split(".")[0])
         return f"{number + 1:032}.{0:016}"
-
-    # -- the sync interface is not offered ------------------------------------------------
-
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        raise NotImplementedError("RedisCheckpointSaver is async-only: use aget_tuple")
-
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        raise NotImplementedError("RedisCheckpointSaver is async-only: use alist")
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        raise NotImplementedError("RedisCheckpointSaver is async-only: use aput")
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        raise NotImplementedError("RedisCheckpointSaver is async-only: use aput_writes")

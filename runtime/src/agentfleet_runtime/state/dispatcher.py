@@ -122,10 +122,12 @@ class TurnDispatcher:
         *,
         idempotency_key: str | None = None,
         stream_tokens: bool = True,
+        message_id: str | None = None,
     ) -> Acceptance:
+        """``message_id``: chosen by the caller (its turn id is ``turn_<the same hex>``)."""
         if not self.accepting:
             raise ShuttingDownError("this replica is draining: send the message to another")
-        message_id = f"msg_{uuid.uuid4().hex}"
+        message_id = message_id or f"msg_{uuid.uuid4().hex}"
         acceptance = await self.queue.accept(
             session_id,
             content,

@@ -29,7 +29,9 @@ from agentfleet_runtime.tenants import TenantRecord, TenantStore
 
 if TYPE_CHECKING:
     from agentfleet_runtime.resilience.pipeline import Pipeline
+    from agentfleet_runtime.state.audit_store import AuditStore
     from agentfleet_runtime.state.fallback import DegradedMode
+    from agentfleet_runtime.state.mcp_registry import MCPServerRegistry
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ class StateBackend:
     quotas: QuotaStore
     #: Each turn's record (see :mod:`.runs`).
     runs: RunStore
+    #: Audit events for GET /api/v1/audit (see :mod:`.audit_store`).
+    audit: AuditStore
+    #: MCP servers registered through the API (see :mod:`.mcp_registry`).
+    mcp_servers: MCPServerRegistry
     #: Receivers of cross-replica control messages (``{"type": "sweep"}``...).
     control_handlers: list[ControlHandler] = field(default_factory=list)
     _broadcast: Callable[[dict[str, Any]], Any] | None = None
@@ -99,7 +105,9 @@ class StateBackend:
 async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
     """The configured backend, open for the block (connections closed afterwards)."""
     if settings.backend == "memory":
+        from agentfleet_runtime.state.audit_store import MemoryAuditStore
         from agentfleet_runtime.state.idempotency import MemoryIdempotencyStore
+        from agentfleet_runtime.state.mcp_registry import MemoryMCPServerRegistry
         from agentfleet_runtime.state.memory import (
             MemoryAgentStore,
             MemoryApiKeyStore,
@@ -128,9 +136,14 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
             idempotency=MemoryIdempotencyStore(),
             quotas=MemoryQuotaStore(),
             runs=MemoryRunStore(),
+            audit=MemoryAuditStore(
+                settings.audit_max_events, retention_seconds=settings.audit_retention_seconds
+            ),
+            mcp_servers=MemoryMCPServerRegistry(),
         )
         return
 
+    from agentfleet_runtime.state.audit_store import RedisAuditStore
     from agentfleet_runtime.state.checkpoint import RedisCheckpointSaver
     from agentfleet_runtime.state.fallback import (
         CachedStore,
@@ -143,7 +156,8 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
         GuardedStore,
     )
     from agentfleet_runtime.state.idempotency import RedisIdempotencyStore
-    from agentfleet_runtime.state.quotas import RedisQuotaStore
+    from agentfleet_runtime.state.mcp_registry import RedisMCPServerRegistry
+    from agentfleet_runtime.state.quotas import FailOpenQuotaStore, RedisQuotaStore
     from agentfleet_runtime.state.redis_client import Keys, connect
     from agentfleet_runtime.state.redis_events import RedisEventHub, RedisEventLog
     from agentfleet_runtime.state.redis_stores import (
@@ -206,11 +220,37 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
                 ApiKeyStore, GuardedStore(RedisApiKeyStore(client, keys), mode, "api_keys")
             ),
             tenants=CachedStore(RedisTenantStore(client, keys), mode, "tenants", _tenant_key),
-            idempotency=RedisIdempotencyStore(client, keys),
-            quotas=RedisQuotaStore(client, keys),
+            # fail fast while Redis is down: a request with an Idempotency-Key gets a 503
+            # state-unavailable (no dedupe, no run); quotas fail open (docs/resilience.md)
+            idempotency=cast(
+                IdempotencyStore,
+                GuardedStore(RedisIdempotencyStore(client, keys), mode, "idempotency"),
+            ),
+            quotas=FailOpenQuotaStore(
+                cast(QuotaStore, GuardedStore(RedisQuotaStore(client, keys), mode, "quotas"))
+            ),
             # best effort (the runtime logs a failed write): fail fast while Redis is down
             runs=cast(
                 RunStore, GuardedStore(RedisRunStore(client, keys, ttl_seconds=ttl), mode, "runs")
+            ),
+            # written in the background by the AuditWriter (kept in memory while it
+            # fails); both fail fast behind the breaker while Redis is down
+            audit=cast(
+                "AuditStore",
+                GuardedStore(
+                    RedisAuditStore(
+                        client,
+                        keys,
+                        max_events=settings.audit_max_events,
+                        retention_seconds=settings.audit_retention_seconds,
+                    ),
+                    mode,
+                    "audit",
+                ),
+            ),
+            mcp_servers=cast(
+                "MCPServerRegistry",
+                GuardedStore(RedisMCPServerRegistry(client, keys), mode, "mcp_servers"),
             ),
             _broadcast=hub.publish_control,
             _ping=client.ping,

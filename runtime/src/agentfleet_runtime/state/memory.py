@@ -122,11 +122,38 @@ class MemorySessionStore:
         return _copy_session(record)
 
 
-class _SessionEvents:
-    def __init__(self, max_events: int) -> None:
+class SessionEvents:
+    """One session's events in memory, numbered on from ``last_id``: the memory backend's
+    log (the last ``max_events``), and the Redis backend's degraded mode's events of a
+    session kept in memory (``state/degraded/events.py``)."""
+
+    def __init__(self, max_events: int | None = None, *, last_id: int = 0) -> None:
         self.events: deque[TurnEvent] = deque(maxlen=max_events)
-        self.last_id = 0
+        self.last_id = last_id
         self.last_key: tuple[str, int] | None = None
+
+    def retried(self, turn_id: str, seq: int | None) -> TurnEvent | None:
+        """The event of a retried append (the last one's turn and ``seq``), if it is one."""
+        if seq is not None and self.last_key == (turn_id, seq) and self.events:
+            return self.events[-1]
+        return None
+
+    def add(
+        self, session_id: str, turn_id: str, type_: str, data: dict[str, Any], seq: int | None
+    ) -> TurnEvent:
+        """Record a new event with the next id."""
+        self.last_id += 1
+        event: TurnEvent = {
+            "id": self.last_id,
+            "type": type_,
+            "session_id": session_id,
+            "turn_id": turn_id,
+            "data": data,
+            "ts": time.time(),
+        }
+        self.events.append(event)
+        self.last_key = (turn_id, seq) if seq is not None else None
+        return event
 
 
 class MemoryEventLog:
@@ -134,7 +161,7 @@ class MemoryEventLog:
 
     def __init__(self, max_events: int = 10_000) -> None:
         self._max_events = max_events
-        self._sessions: dict[str, _SessionEvents] = {}
+        self._sessions: dict[str, SessionEvents] = {}
         self.fanout = Fanout()
         #: Lease owners by session (set by :class:`MemoryTurnQueue`), for fencing.
         self.leases: dict[str, tuple[str, float]] = {}
@@ -153,20 +180,11 @@ class MemoryEventLog:
             owner, expires = self.leases.get(session_id, ("", 0.0))
             if owner != fence or expires < time.monotonic():
                 raise LeaseLostError(f"session {session_id} is leased by another replica")
-        log = self._sessions.setdefault(session_id, _SessionEvents(self._max_events))
-        if seq is not None and log.last_key == (turn_id, seq) and log.events:
-            return log.events[-1]
-        log.last_id += 1
-        event: TurnEvent = {
-            "id": log.last_id,
-            "type": type_,
-            "session_id": session_id,
-            "turn_id": turn_id,
-            "data": data,
-            "ts": time.time(),
-        }
-        log.events.append(event)
-        log.last_key = (turn_id, seq) if seq is not None else None
+        log = self._sessions.setdefault(session_id, SessionEvents(self._max_events))
+        retried = log.retried(turn_id, seq)
+        if retried is not None:
+            return retried
+        event = log.add(session_id, turn_id, type_, data, seq)
         self.fanout.publish(event)
         return event
 
@@ -251,7 +269,7 @@ class MemoryTurnQueue:
         holder, expires = self._leases.get(session_id, ("", 0.0))
         return holder == owner and expires >= time.monotonic()
 
-    # Used by the Redis backend's degraded mode (state/fallback.py), which queues a
+    # Used by the Redis backend's degraded mode (state/degraded/turns.py), which queues a
     # session's turns here while Redis is unavailable.
     holds = _holds
 

@@ -43,7 +43,7 @@ CONFLICTS = Counter(
     ["operation"],
 )
 
-# Degraded mode (state/fallback.py): Redis unavailable, state kept in memory, resync.
+# Degraded mode (state/degraded/): Redis unavailable, state kept in memory, resync.
 STATE_DEGRADED = Gauge(
     "agentfleet_state_degraded",
     "1 while the Redis state backend runs in degraded mode: Redis was unavailable and "

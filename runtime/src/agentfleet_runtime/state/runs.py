@@ -23,6 +23,7 @@ Redis layout (``<p>`` = ``<prefix>:<tenant>``):
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -102,6 +103,32 @@ class RunRecord(BaseModel):
     dead_letter_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs to list; ``None``: any. Created in ``[created_after, created_before)``."""
+
+    tenant: str | None = None
+    session_id: str | None = None
+    agent: str | None = None
+    status: RunStatus | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def matches(self, record: RunRecord) -> bool:
+        return (
+            (self.tenant is None or record.tenant == self.tenant)
+            and (self.session_id is None or record.session_id == self.session_id)
+            and (self.agent is None or record.agent == self.agent)
+            and (self.status is None or record.status is self.status)
+            and (self.created_after is None or record.created_at >= self.created_after)
+            and (self.created_before is None or record.created_at < self.created_before)
+        )
+
+
+#: Every run.
+ANY_RUN = RunFilter()
+
+
 class RunStore(Protocol):
     async def put(self, record: RunRecord) -> None:
         """Write the whole record (the caller does not change it afterwards)."""
@@ -114,41 +141,13 @@ class RunStore(Protocol):
 
     async def get(self, run_id: str) -> RunRecord | None: ...
 
-    async def list(
-        self,
-        *,
-        tenant: str | None = None,
-        session_id: str | None = None,
-        agent: str | None = None,
-        status: RunStatus | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-    ) -> list[RunRecord]:
-        """Matching runs, oldest first (``created_after`` ≤ created < ``created_before``)."""
+    async def list(self, where: RunFilter = ANY_RUN) -> list[RunRecord]:
+        """The runs ``where`` matches, oldest first."""
         ...
 
     async def delete_session(self, session_id: str) -> None:
         """Forget every run of the session."""
         ...
-
-
-def _matches(
-    record: RunRecord,
-    tenant: str | None,
-    session_id: str | None,
-    agent: str | None,
-    status: RunStatus | None,
-    created_after: datetime | None,
-    created_before: datetime | None,
-) -> bool:
-    return (
-        (tenant is None or record.tenant == tenant)
-        and (session_id is None or record.session_id == session_id)
-        and (agent is None or record.agent == agent)
-        and (status is None or record.status is status)
-        and (created_after is None or record.created_at >= created_after)
-        and (created_before is None or record.created_at < created_before)
-    )
 
 
 class MemoryRunStore:
@@ -179,25 +178,12 @@ class MemoryRunStore:
         record = self._runs.get(run_id)
         return record.model_copy(deep=True) if record is not None else None
 
-    async def list(
-        self,
-        *,
-        tenant: str | None = None,
-        session_id: str | None = None,
-        agent: str | None = None,
-        status: RunStatus | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-    ) -> list[RunRecord]:
-        if session_id is not None:
-            candidates = [self._runs[i] for i in self._by_session.get(session_id, ())]
+    async def list(self, where: RunFilter = ANY_RUN) -> list[RunRecord]:
+        if where.session_id is not None:
+            candidates = [self._runs[i] for i in self._by_session.get(where.session_id, ())]
         else:
             candidates = list(self._runs.values())
-        found = [
-            r.model_copy(deep=True)
-            for r in candidates
-            if _matches(r, tenant, session_id, agent, status, created_after, created_before)
-        ]
+        found = [r.model_copy(deep=True) for r in candidates if where.matches(r)]
         return sorted(found, key=lambda r: (r.created_at, r.id))
 
     async def delete_session(self, session_id: str) -> None:
@@ -269,19 +255,13 @@ class RedisRunStore:
         return RunRecord.model_validate_json(raw) if raw is not None else None
 
     @translate_errors
-    async def list(
-        self,
-        *,
-        tenant: str | None = None,
-        session_id: str | None = None,
-        agent: str | None = None,
-        status: RunStatus | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-    ) -> list[RunRecord]:
-        index = self._index if session_id is None else self._session(session_id)
-        low = created_after.timestamp() if created_after is not None else "-inf"
-        high = f"({created_before.timestamp()}" if created_before is not None else "+inf"
+    async def list(self, where: RunFilter = ANY_RUN) -> list[RunRecord]:
+        index = self._index if where.session_id is None else self._session(where.session_id)
+        after, before = where.created_after, where.created_before
+        low = after.timestamp() if after is not None else "-inf"
+        high = f"({before.timestamp()}" if before is not None else "+inf"
+        # the window is the index's (by score): the records are matched on the rest
+        rest = replace(where, created_after=None, created_before=None)
         ids = [text(i) for i in await self._r.zrangebyscore(index, low, high)]
         records: list[RunRecord] = []
         expired: list[str] = []
@@ -293,7 +273,7 @@ class RedisRunStore:
                     expired.append(run_id)
                     continue
                 record = RunRecord.model_validate_json(raw)
-                if _matches(record, tenant, session_id, agent, status, None, None):
+                if rest.matches(record):
                     records.append(record)
         if expired:  # the record expired (session TTL): drop it from the index too
             await self._r.zrem(index, *expired)

@@ -46,3 +46,9 @@ class StateSettings(BaseModel):
     #: Sessions whose record, last event id and latest checkpoint each replica remembers
     #: (what it needs to run their turns while Redis is unavailable).
     degraded_cache_sessions: int = Field(default=1024, ge=0)
+    #: Audit events kept for ``GET /api/v1/audit``: per tenant on Redis (a stream capped
+    #: at about this many), in all on memory (this process's ring buffer).
+    audit_max_events: int = Field(default=10_000, ge=100)
+    #: Audit events older than this are no longer listed (and trimmed on Redis);
+    #: ``0``: only ``audit_max_events`` bounds them. The log stream is the durable record.
+    audit_retention_seconds: int = Field(default=0, ge=0)

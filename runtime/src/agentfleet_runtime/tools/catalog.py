@@ -2,8 +2,10 @@
 
 :class:`MCPServerCatalog` holds every server agents may reference: those from the runtime
 config / manifests (``config``: shared by every tenant, read-only) and those registered
-through ``POST /api/v1/mcp-servers`` (``api``: belong to the tenant that registered them,
-per replica). It is the mapping agent tool references are resolved against.
+through ``POST /api/v1/mcp-servers`` (``api``: belong to the tenant that registered them;
+kept in the state backend's registry and mirrored here by
+:class:`~agentfleet_runtime.state.mcp_registry.MCPServerSync`, so every replica has them).
+It is the mapping agent tool references are resolved against.
 
 The connection state of a server is that of the agents using it on this replica: each
 loaded agent has its own :class:`~agentfleet_runtime.tools.registry.ToolRegistry` with its
@@ -94,14 +96,40 @@ class MCPServerCatalog(Mapping[str, ResolvedMCPServer]):
         """The servers ``tenant``'s agents may reference."""
         return {e.name: e.config for e in self._entries.values() if e.visible_to(tenant)}
 
-    def register(self, config: ResolvedMCPServer, *, tenant: str) -> MCPServerEntry:
+    def register(
+        self, config: ResolvedMCPServer, *, tenant: str, created_at: datetime | None = None
+    ) -> MCPServerEntry:
         if config.name in self._entries:
             raise ConflictError(
                 f"an MCP server named {config.name!r} already exists", mcp_server=config.name
             )
-        entry = MCPServerEntry(config=config, source=MCPServerSource.API, tenant=tenant)
+        entry = MCPServerEntry(
+            config=config,
+            source=MCPServerSource.API,
+            tenant=tenant,
+            created_at=created_at or utcnow(),
+        )
         self._entries[config.name] = entry
         return entry
+
+    def sync_registered(self, entries: list[MCPServerEntry]) -> tuple[set[str], set[str]]:
+        """Make the API-registered servers exactly ``entries`` (a name taken by a config
+        server stays the config server's); the names added (or changed) and removed."""
+        wanted = {e.name: e for e in entries}
+        added: set[str] = set()
+        removed: set[str] = set()
+        for name, known in list(self._entries.items()):
+            if known.source is MCPServerSource.API and name not in wanted:
+                del self._entries[name]
+                removed.add(name)
+        for name, entry in wanted.items():
+            current = self._entries.get(name)
+            if current is not None and current.source is MCPServerSource.CONFIG:
+                continue
+            if current != entry:
+                self._entries[name] = entry
+                added.add(name)
+        return added, removed
 
     def unregister(self, name: str) -> None:
         self._entries.pop(name, None)

@@ -3,7 +3,9 @@ state, tools), refresh (reconnect and list the tools again without a restart) an
 cluster mode, register/unregister from the same spec an MCPServer manifest has.
 
 Servers from the runtime config are shared by every tenant and read-only; a server
-registered through the API belongs to its tenant (others do not see it). ``stdio``
+registered through the API belongs to its tenant (others do not see it) and is kept in
+the state backend: every replica knows it, and it survives restarts (see
+:mod:`agentfleet_runtime.state.mcp_registry`). ``stdio``
 servers run a command on the runtime's host: only admins of the operator tenant may
 register one. Reads need the ``read`` scope, changes ``admin``; changes are audited.
 """
@@ -11,6 +13,8 @@ register one. Reads need the ``read`` scope, changes ``admin``; changes are audi
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -41,6 +45,7 @@ from agentfleet_runtime.errors import (
     ReadOnlyError,
 )
 from agentfleet_runtime.state.factory import ControlHandler
+from agentfleet_runtime.state.mcp_registry import MCPServerSync
 from agentfleet_runtime.tools.catalog import (
     ConnectionState,
     MCPServerEntry,
@@ -51,6 +56,8 @@ from agentfleet_runtime.tools.catalog import (
     server_state,
     server_tools,
 )
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/mcp-servers", tags=["mcp servers"])
 
@@ -179,7 +186,7 @@ async def list_mcp_servers(
     description="From the same spec an MCPServer manifest has (`url` or `stdio`; `hosted` "
     "needs the operator). Agents created afterwards may reference it. Cluster mode: 409 "
     "`read-only`. `stdio` runs a command on the runtime's host: operator tenant's admins "
-    "only. Registered per replica.",
+    "only. Kept in the state backend: every replica knows it.",
     responses=problem_responses(403, 409, 422),
 )
 async def register_mcp_server(
@@ -195,7 +202,7 @@ async def register_mcp_server(
         )
     except UnresolvableError as exc:
         raise InvalidRequestError(str(exc), field="body.spec") from exc
-    entry = service.mcp_servers.register(config, tenant=caller.tenant)
+    entry = await _sync(request).register(config, tenant=caller.tenant)
     audit(
         request,
         caller,
@@ -295,8 +302,13 @@ async def unregister_mcp_server(
             mcp_server=name,
             agents=await _users(service, name, caller.tenant),
         )
-    service.mcp_servers.unregister(name)
+    await _sync(request).unregister(name)
     audit(request, caller, "mcp_server.unregistered", subject_type="mcp_server", subject=name)
+
+
+def _sync(request: Request) -> MCPServerSync:
+    sync: MCPServerSync = request.app.state.mcp_sync
+    return sync
 
 
 def _operator(request: Request, caller: Principal) -> bool:
@@ -319,3 +331,23 @@ def refresh_handler(service: AgentService, replica: str) -> ControlHandler:
         task.add_done_callback(running.discard)
 
     return handle
+
+
+def close_removed(service: AgentService) -> Callable[[set[str]], Awaitable[None]]:
+    """What to do here when servers were unregistered (possibly on another replica):
+    agents still loaded on this replica that use them — deleted elsewhere, as a server in
+    use cannot be unregistered — are dropped, which closes their connections."""
+
+    async def closed(names: set[str]) -> None:
+        for key, registry in service.tool_registries().items():
+            if not names & set(registry.health()):
+                continue
+            tenant, _, name = key.rpartition("/")
+            try:
+                await service.agent_for(name, tenant=tenant or None)
+            except NotFoundError:
+                pass  # dropped and closed
+            except Exception:
+                log.warning("could not drop an agent using a removed MCP server", exc_info=True)
+
+    return closed

@@ -12,7 +12,7 @@ from agentfleet_runtime.api.authn import Reader
 from agentfleet_runtime.api.deps import Service
 from agentfleet_runtime.api.pagination import Page, PageQuery, Sorts, paginate, parse_time
 from agentfleet_runtime.api.problems import problem_responses
-from agentfleet_runtime.state.runs import RunRecord, RunStatus
+from agentfleet_runtime.state.runs import RunFilter, RunRecord, RunStatus
 
 router = APIRouter(tags=["runs"])
 
@@ -56,7 +56,7 @@ async def list_runs(
     created_after: CreatedAfter = None,
     created_before: CreatedBefore = None,
 ) -> Page[RunRecord]:
-    runs = await service.list_runs(
+    where = RunFilter(
         tenant=caller.tenant,
         session_id=session_id,
         agent=agent,
@@ -64,13 +64,14 @@ async def list_runs(
         created_after=parse_time("created_after", created_after),
         created_before=parse_time("created_before", created_before),
     )
+    runs = await service.runs.list(where)
     return paginate(runs, page, SORTS, request=request, response=response)
 
 
 @router.get("/runs/{run_id}", summary="Get a run", responses=problem_responses(404))
 async def get_run(run_id: str, service: Service, caller: Reader) -> RunRecord:
     """One turn's record: status, steps, tool calls, token usage and latency."""
-    return await service.get_run(run_id, tenant=caller.tenant)
+    return await service.runs.get(run_id, tenant=caller.tenant)
 
 
 @router.get(
@@ -91,11 +92,12 @@ async def list_session_runs(
     created_before: CreatedBefore = None,
 ) -> Page[RunRecord]:
     await service.get_session(session_id, tenant=caller.tenant)
-    runs = await service.list_runs(
+    where = RunFilter(
         tenant=caller.tenant,
         session_id=session_id,
         status=status,
         created_after=parse_time("created_after", created_after),
         created_before=parse_time("created_before", created_before),
     )
+    runs = await service.runs.list(where)
     return paginate(runs, page, SORTS, request=request, response=response)
