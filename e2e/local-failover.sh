@@ -8,7 +8,8 @@
 #
 #   REDIS_URL=redis://127.0.0.1:6379/0 e2e/local-failover.sh
 #
-# Knobs: REDIS_URL (required), PORT (18090; the second replica takes PORT+1), AGENTFLEET
+# Knobs: REDIS_URL (required), PORT (18090), SECOND_PORT (the second replica's; PORT+1),
+# AGENTFLEET
 # (the command; default: scripts/uv run agentfleet), PYTHON (default: scripts/uv run
 # python), STARTUP_TIMEOUT seconds (60).
 set -Eeuo pipefail
@@ -18,6 +19,7 @@ cd "$root"
 
 : "${REDIS_URL:?set REDIS_URL, e.g. redis://127.0.0.1:6379/0}"
 PORT=${PORT:-18090}
+SECOND_PORT=${SECOND_PORT:-$((PORT + 1))}
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-60}
 read -r -a agentfleet <<<"${AGENTFLEET:-scripts/uv run --frozen agentfleet}"
 read -r -a python <<<"${PYTHON:-scripts/uv run --frozen python}"
@@ -73,9 +75,9 @@ wait_ready() {
 
 log "two replicas on the redis backend ($REDIS_URL)"
 start_replica first "$PORT"
-start_replica second "$((PORT + 1))"
+start_replica second "$SECOND_PORT"
 wait_ready first "$PORT"
-wait_ready second "$((PORT + 1))"
+wait_ready second "$SECOND_PORT"
 
 first="http://127.0.0.1:$PORT"
 "${python[@]}" e2e/converse.py start --url "$first" --agent demo >"$workdir/session"
@@ -85,6 +87,6 @@ session=$(<"$workdir/session")
 
 log "kill the first replica (SIGKILL); the session goes on on the second"
 stop_replica first KILL
-"${python[@]}" e2e/converse.py survived --url "http://127.0.0.1:$((PORT + 1))" \
+"${python[@]}" e2e/converse.py survived --url "http://127.0.0.1:$SECOND_PORT" \
   --session "$session" --min-messages 4
 log "the conversation survived"

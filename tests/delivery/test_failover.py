@@ -23,10 +23,16 @@ def test_conversation_survives_a_killed_replica(redis_server: RedisServer) -> No
     if shutil.which("curl") is None:
         pytest.skip("e2e/local-failover.sh needs curl")
     bin_dir = Path(sys.executable).parent
+    first = free_port()
+    second = free_port()
+    while second == first:
+        second = free_port()
     env = {
         **os.environ,
         "REDIS_URL": redis_server.url,
-        "PORT": str(free_port()),
+        "PORT": str(first),
+        # A port of its own: PORT+1 may be any process's ephemeral port meanwhile.
+        "SECOND_PORT": str(second),
         "AGENTFLEET": str(bin_dir / "agentfleet"),
         "PYTHON": sys.executable,
         "STARTUP_TIMEOUT": "90",

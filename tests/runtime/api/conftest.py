@@ -13,7 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from agentfleet_crds.contract import ResolvedMCPServer
+from agentfleet_crds.contract import ResolvedMCPServer, RuntimeConfig
 from agentfleet_crds.v1alpha1 import MCPTransport
 from agentfleet_runtime.app import create_app
 from agentfleet_runtime.auth.settings import AuthSettings, StaticToken
@@ -82,8 +82,13 @@ def shared_redis() -> Iterator[RedisServer]:
 
 @contextlib.asynccontextmanager
 async def running_api(
-    fake: RunningFakeProvider, demo_url: str, state: StateSettings, **overrides: Any
+    fake: RunningFakeProvider,
+    demo_url: str,
+    state: StateSettings,
+    runtime_config: RuntimeConfig | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Api]:
+    """``runtime_config``: agents loaded at start-up (shared, read-only)."""
     settings = RuntimeSettings(
         fake_provider_url=fake.url,
         log_format="console",
@@ -99,7 +104,7 @@ async def running_api(
         **overrides,
     )
     demo = ResolvedMCPServer(name="demo", transport=MCPTransport.STREAMABLE_HTTP, url=demo_url)
-    app = create_app(settings, mcp_servers={"demo": demo})
+    app = create_app(settings, mcp_servers={"demo": demo}, runtime_config=runtime_config)
     async with (
         running_server(app) as server,
         httpx2.AsyncClient(base_url=server.url, timeout=30) as client,

@@ -32,8 +32,10 @@ async def test_wrong_tenant_matrix(secure: Any, agent_body: Any) -> None:
     matrix: list[tuple[str, str, dict[str, Any] | None]] = [
         ("GET", "/api/v1/agents/calc", None),
         ("DELETE", "/api/v1/agents/calc", None),
+        ("PUT", "/api/v1/agents/calc", {"spec": agent_body["spec"]}),
         ("POST", "/api/v1/sessions", {"agent": "calc"}),
         ("GET", f"/api/v1/sessions/{sid}", None),
+        ("PATCH", f"/api/v1/sessions/{sid}", {"title": "x"}),
         ("GET", f"/api/v1/sessions/{sid}/messages", None),
         ("POST", f"/api/v1/sessions/{sid}/messages", {"content": "hi"}),
         ("POST", f"/api/v1/sessions/{sid}/messages/stream", {"content": "hi"}),
@@ -173,3 +175,8 @@ async def test_agent_names_are_per_tenant(make_secure: Any, agent_body: Any) -> 
             refused = await rt.client.delete("/api/v1/agents/helper", headers=headers)
             assert refused.status_code == 409
             assert refused.json()["type"].endswith("/read-only")
+            replaced = await rt.client.put(
+                "/api/v1/agents/helper", json={"spec": agent_body["spec"]}, headers=headers
+            )
+            assert replaced.status_code == 409
+            assert replaced.json()["type"].endswith("/read-only")

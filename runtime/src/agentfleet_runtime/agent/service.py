@@ -7,8 +7,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -24,6 +25,7 @@ from agentfleet_runtime.auth.base import DEFAULT_TENANT
 from agentfleet_runtime.errors import (
     AgentfleetError,
     ConflictError,
+    InvalidRequestError,
     NotFoundError,
     ReadOnlyError,
     TurnError,
@@ -60,6 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Metadata keys a session may have (``SessionCreate`` and merge patches alike).
+MAX_SESSION_METADATA = 64
 TERMINAL_EVENTS = frozenset({EventType.TURN_COMPLETED.value, EventType.TURN_FAILED.value})
 
 
@@ -160,11 +164,17 @@ class AgentService:
     # -- agents ---------------------------------------------------------------------------
 
     async def load_agent(
-        self, config: AgentConfig, source: AgentSource, *, tenant: str | None = None
+        self,
+        config: AgentConfig,
+        source: AgentSource,
+        *,
+        tenant: str | None = None,
+        created_at: datetime | None = None,
     ) -> LoadedAgent:
         """Connect an agent's provider and tools and make it available. Tool servers that
         fail to connect are recorded as unavailable; the agent still starts. ``tenant``:
-        the owner of an API-created agent (``None``: shared, e.g. from config)."""
+        the owner of an API-created agent (``None``: shared, e.g. from config);
+        ``created_at``: kept when an existing agent is reloaded (``None``: now)."""
         provider = self._providers.get(config.spec.model)
         tools = ToolRegistry(
             [create_tool_server(server) for server in config.mcp_servers],
@@ -197,6 +207,7 @@ class AgentService:
                 spec=config.spec,
                 source=source,
                 tenant=tenant,
+                created_at=created_at or utcnow(),
             )
         )
         if previous is not None:
@@ -292,19 +303,39 @@ class AgentService:
             self.resolve_agent(name, record.spec, tenant=record.tenant),
             record.source,
             tenant=record.tenant,
+            created_at=record.created_at,
         )
 
-    async def delete_agent(self, name: str, *, tenant: str | None = None) -> None:
+    async def replace_agent(
+        self, name: str, spec: AgentSpec, *, tenant: str | None = None
+    ) -> AgentRecord:
+        """Replace an API-created agent's spec. The new spec is resolved and its tools
+        connected before it is swapped in (``load_agent``): a spec that does not resolve
+        (422) leaves the old agent serving. Turns after this run the new spec; replicas
+        that loaded the old one reload on their next turn (``agent_for``)."""
         record = await self.get_agent(name, tenant=tenant)
+        self._refuse_config_agent(record)
+        config = self.resolve_agent(name, spec, tenant=record.tenant)
+        await self.load_agent(
+            config, AgentSource.API, tenant=record.tenant, created_at=record.created_at
+        )
+        return await self.get_agent(name, tenant=tenant)
+
+    def _refuse_config_agent(self, record: AgentRecord) -> None:
         loaded = self._loaded.get(record.key)
         if record.source is AgentSource.CONFIG or (
             loaded is not None and loaded.source is AgentSource.CONFIG
         ):
             raise ReadOnlyError(
-                f"agent {name!r} comes from the runtime config (an Agent manifest); "
+                f"agent {record.name!r} comes from the runtime config (an Agent manifest); "
                 "change or delete the manifest instead",
-                agent=name,
+                agent=record.name,
             )
+
+    async def delete_agent(self, name: str, *, tenant: str | None = None) -> None:
+        record = await self.get_agent(name, tenant=tenant)
+        self._refuse_config_agent(record)
+        loaded = self._loaded.get(record.key)
         self._loaded.pop(record.key, None)
         await self._agents.delete(record.key)
         if loaded is not None:
@@ -354,6 +385,47 @@ class AgentService:
         self, *, agent: str | None = None, tenant: str | None = None
     ) -> list[SessionRecord]:
         return await self._sessions.list(agent=agent, tenant=tenant)
+
+    async def update_session(
+        self,
+        session_id: str,
+        patch: Mapping[str, Any],
+        *,
+        tenant: str | None = None,
+        max_metadata: int = MAX_SESSION_METADATA,
+    ) -> SessionRecord:
+        """Apply a JSON merge patch (RFC 7396) of ``title``/``metadata``: an absent field
+        stays, ``title: null`` clears the title, ``metadata: null`` clears all metadata,
+        a ``null`` metadata value removes that key. Atomic read-modify-write, so two
+        patches of different keys both land. A result over ``max_metadata`` keys is
+        refused (422) and nothing changes."""
+        await self.get_session(session_id, tenant=tenant)
+
+        def change(record: SessionRecord) -> None:
+            metadata = record.metadata
+            if "metadata" in patch:
+                changes: Mapping[str, str | None] | None = patch["metadata"]
+                metadata = {} if changes is None else dict(record.metadata)
+                for key, value in (changes or {}).items():
+                    if value is None:
+                        metadata.pop(key, None)
+                    else:
+                        metadata[key] = value
+                if len(metadata) > max_metadata:  # checked before anything changes
+                    raise InvalidRequestError(
+                        f"a session has at most {max_metadata} metadata keys "
+                        f"({len(metadata)} after this change)",
+                        session=session_id,
+                    )
+            record.metadata = metadata
+            if "title" in patch:
+                record.title = patch["title"]
+            record.updated_at = utcnow()
+
+        updated = await self._sessions.update(session_id, change)
+        if updated is None:  # deleted meanwhile
+            raise NotFoundError(f"session {session_id!r} does not exist", session=session_id)
+        return updated
 
     async def delete_session(self, session_id: str) -> None:
         session = await self.get_session(session_id)

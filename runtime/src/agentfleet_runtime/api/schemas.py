@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentfleet_crds.v1alpha1.agent import AgentSpec
 from agentfleet_crds.v1alpha1.common import DNS_LABEL
 from agentfleet_runtime.agent.events import TurnEvent
+from agentfleet_runtime.agent.service import MAX_SESSION_METADATA
 from agentfleet_runtime.messages import Message
 from agentfleet_runtime.state.base import AgentSource, SessionStatus
 
@@ -41,6 +42,25 @@ class AgentCreate(BaseModel):
     spec: AgentSpec = Field(description="The same spec as an Agent manifest's.")
 
 
+class AgentReplace(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "spec": {
+                        "systemPrompt": "You are a terse assistant. Answer in one line.",
+                        "model": {"provider": "fake", "name": "offline"},
+                        "tools": [{"mcpServerRef": {"name": "demo"}}],
+                    }
+                }
+            ]
+        },
+    )
+
+    spec: AgentSpec = Field(description="The new spec, whole (as an Agent manifest's).")
+
+
 class AgentPublic(BaseModel):
     name: str
     namespace: str
@@ -57,7 +77,30 @@ class SessionCreate(BaseModel):
 
     agent: Annotated[str, Field(min_length=1, max_length=63)]
     title: Annotated[str | None, Field(default=None, max_length=256)]
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=MAX_SESSION_METADATA)
+
+
+class SessionUpdate(BaseModel):
+    """A JSON merge patch (RFC 7396) of a session: absent fields stay as they are."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"title": "Billing question", "metadata": {"ticket": "T-42", "draft": None}}
+            ]
+        },
+    )
+
+    title: Annotated[
+        str | None, Field(default=None, max_length=256, description="`null` clears the title.")
+    ]
+    metadata: dict[str, str | None] | None = Field(
+        default=None,
+        max_length=MAX_SESSION_METADATA,
+        description="Keys to set; a `null` value removes that key, `null` for the whole "
+        "object removes every key.",
+    )
 
 
 class SessionPublic(BaseModel):

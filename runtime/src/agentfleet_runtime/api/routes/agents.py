@@ -1,5 +1,5 @@
-"""``/api/v1/agents``: list (paged, filtered, sorted), create (one or many), get, delete
-(one or many)."""
+"""``/api/v1/agents``: list (paged, filtered, sorted), create (one or many), get, replace,
+delete (one or many)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from agentfleet_runtime.api.deps import Service
 from agentfleet_runtime.api.idempotency import IdempotencyKey, idempotent
 from agentfleet_runtime.api.pagination import Page, PageQuery, Sorts, paginate
 from agentfleet_runtime.api.problems import problem_responses
-from agentfleet_runtime.api.schemas import AgentCreate, AgentPublic
+from agentfleet_runtime.api.schemas import AgentCreate, AgentPublic, AgentReplace
 from agentfleet_runtime.state.base import AgentRecord, AgentSource
 
 router = APIRouter(prefix="/agents", tags=["agents"])
@@ -177,6 +177,24 @@ async def get_agent(name: str, service: Service, caller: Reader) -> AgentPublic:
     """An agent the caller's tenant can see (its own, or a shared one from the runtime
     config), with the names of the tools it can call right now."""
     return _public(service, await service.get_agent(name, tenant=caller.tenant))
+
+
+@router.put(
+    "/{name}",
+    summary="Replace an agent's spec",
+    description="Replaces the whole spec of an agent created through the API; the next turn "
+    "of every session with it runs the new one. The new spec is resolved and its tools "
+    "connected first: a spec that does not resolve (422, e.g. an unknown MCP server) leaves "
+    "the old agent serving. Agents loaded from manifests or the operator's config are "
+    "read-only (409).",
+    responses=problem_responses(404, 409, 422),
+)
+async def replace_agent(
+    name: str, body: AgentReplace, service: Service, caller: Admin, request: Request
+) -> AgentPublic:
+    record = await service.replace_agent(name, body.spec, tenant=caller.tenant)
+    audit(request, caller, "agent.updated", subject_type="agent", subject=name)
+    return _public(service, record)
 
 
 @router.delete(

@@ -1,5 +1,6 @@
-"""``/api/v1/sessions`` and a session's messages, events and streamed turns; bulk
-create/delete of sessions and the import of messages into a session's history."""
+"""``/api/v1/sessions`` (create, list, get, patch, delete) and a session's messages, events
+and streamed turns; bulk create/delete of sessions and the import of messages into a
+session's history."""
 
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ from agentfleet_runtime.api.pagination import (
     paginate,
 )
 from agentfleet_runtime.api.problems import problem_responses
-from agentfleet_runtime.api.schemas import MessageCreate, SessionCreate, SessionPublic
+from agentfleet_runtime.api.schemas import (
+    MessageCreate,
+    SessionCreate,
+    SessionPublic,
+    SessionUpdate,
+)
 from agentfleet_runtime.auth.base import Principal
 from agentfleet_runtime.messages import Message
 from agentfleet_runtime.state.base import SessionRecord, SessionStatus
@@ -255,6 +261,22 @@ async def bulk_delete_sessions(
 async def get_session(session_id: str, service: Service, caller: Reader) -> SessionPublic:
     """The session's record: agent, status (`idle`/`running`), number of turns, metadata."""
     return _public(await service.get_session(session_id, tenant=caller.tenant))
+
+
+@router.patch(
+    "/{session_id}",
+    summary="Change a session's title or metadata",
+    description="A JSON merge patch (RFC 7396): absent fields stay as they are, `title: null` "
+    "clears the title, a `null` metadata value removes that key (`metadata: null`: every "
+    "key). Concurrent patches of different keys both land. 422 when the session would have "
+    "more than 64 metadata keys.",
+    responses=problem_responses(404, 422),
+)
+async def update_session(
+    session_id: str, body: SessionUpdate, service: Service, caller: Invoker
+) -> SessionPublic:
+    patch = body.model_dump(include=body.model_fields_set)
+    return _public(await service.update_session(session_id, patch, tenant=caller.tenant))
 
 
 @router.delete(
