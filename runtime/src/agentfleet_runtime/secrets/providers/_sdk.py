@@ -8,6 +8,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TypeVar
 
+from agentfleet_runtime.errors import DependencyError
 from agentfleet_runtime.secrets.errors import SecretProviderNotInstalledError
 
 T = TypeVar("T")
@@ -24,3 +25,16 @@ def require(module: str, *, provider: str, extra: str) -> ModuleType:
 async def blocking[T](fn: Callable[[], T]) -> T:
     """Run a blocking SDK call in a worker thread."""
     return await asyncio.to_thread(fn)
+
+
+async def blocking_translated[T](
+    fn: Callable[[], T], translate: Callable[[Exception], DependencyError]
+) -> T:
+    """:func:`blocking`, with the SDK's exceptions translated into the runtime's by
+    ``translate`` at this adapter; the runtime's own errors pass through unchanged."""
+    try:
+        return await blocking(fn)
+    except DependencyError:
+        raise
+    except Exception as exc:
+        raise translate(exc) from None

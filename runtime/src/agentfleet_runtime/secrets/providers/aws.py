@@ -36,7 +36,7 @@ from agentfleet_runtime.secrets.base import (
     select_property,
 )
 from agentfleet_runtime.secrets.errors import SecretNotFoundError
-from agentfleet_runtime.secrets.providers._sdk import blocking, require
+from agentfleet_runtime.secrets.providers._sdk import blocking_translated, require
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +156,7 @@ class AwsSecretsManagerProvider(SecretProvider):
         return await self.get(SecretRef(ref.key, ref.property))
 
     async def _call[T](self, fn: Callable[[], T], ref: SecretRef) -> T:
-        try:
-            return await blocking(fn)
-        except DependencyError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc, ref) from None
+        return await blocking_translated(fn, lambda exc: self._translate(exc, ref))
 
     def _translate(self, exc: Exception, ref: SecretRef) -> DependencyError:
         from botocore import exceptions as bx

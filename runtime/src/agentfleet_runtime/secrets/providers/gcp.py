@@ -37,7 +37,7 @@ from agentfleet_runtime.secrets.base import (
     select_property,
 )
 from agentfleet_runtime.secrets.errors import SecretNotFoundError
-from agentfleet_runtime.secrets.providers._sdk import blocking, require
+from agentfleet_runtime.secrets.providers._sdk import blocking, blocking_translated, require
 
 
 class GcpSecretManagerProvider(SecretProvider):
@@ -127,12 +127,7 @@ class GcpSecretManagerProvider(SecretProvider):
             await blocking(transport.close)
 
     async def _call[T](self, fn: Callable[[], T], ref: SecretRef) -> T:
-        try:
-            return await blocking(fn)
-        except DependencyError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc, ref) from None
+        return await blocking_translated(fn, lambda exc: self._translate(exc, ref))
 
     def _translate(self, exc: Exception, ref: SecretRef) -> DependencyError:
         from google.api_core import exceptions as gx

@@ -43,7 +43,7 @@ from agentfleet_runtime.secrets.errors import (
     SecretNotFoundError,
     UnsupportedSecretOperationError,
 )
-from agentfleet_runtime.secrets.providers._sdk import blocking, require
+from agentfleet_runtime.secrets.providers._sdk import blocking, blocking_translated, require
 
 SA_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
@@ -198,12 +198,7 @@ class VaultSecretProvider(SecretProvider):
                 self._login(force=True)  # expired login: log in again, once
                 return fn()
 
-        try:
-            return await blocking(attempt)
-        except DependencyError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc, ref) from None
+        return await blocking_translated(attempt, lambda exc: self._translate(exc, ref))
 
     def _translate(self, exc: Exception, ref: SecretRef) -> DependencyError:
         from hvac import exceptions as hx
