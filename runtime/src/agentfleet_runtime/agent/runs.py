@@ -26,7 +26,7 @@ from agentfleet_runtime.state.runs import (
     RunStatus,
     RunStore,
     RunToolCall,
-    RunUsage,
+    TokenUsage,
 )
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ class RunRecorder:
         ``perf_counter`` reading at its start."""
         if run is None:
             return
-        usage = RunUsage(
+        usage = TokenUsage(
             input_tokens=context.usage.input_tokens, output_tokens=context.usage.output_tokens
         )
         if result is not None:

@@ -50,7 +50,7 @@ from agentfleet_runtime.state.base import (
     utcnow,
 )
 from agentfleet_runtime.state.dispatcher import TurnDispatcher
-from agentfleet_runtime.state.runs import RunStore
+from agentfleet_runtime.state.runs import RunStore, TokenUsage
 from agentfleet_runtime.tools.catalog import MCPServerCatalog
 from agentfleet_runtime.tools.registry import ToolRegistry, create_tool_server
 
@@ -72,11 +72,6 @@ class SessionBusyError(ConflictError):
 
     slug = "session-busy"
     title = "The session is running a turn"
-
-
-class TokenUsage(BaseModel):
-    input_tokens: int = 0
-    output_tokens: int = 0
 
 
 class TurnResult(BaseModel):

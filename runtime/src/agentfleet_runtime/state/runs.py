@@ -51,7 +51,9 @@ class RunStatus(StrEnum):
 FINISHED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.DEAD_LETTERED})
 
 
-class RunUsage(BaseModel):
+class TokenUsage(BaseModel):
+    """Model tokens a turn used (summed over its model calls): in its result and its run."""
+
     input_tokens: int = 0
     output_tokens: int = 0
 
@@ -92,7 +94,7 @@ class RunRecord(BaseModel):
     attempt: int = 1
     steps: int = 0
     tool_calls: list[RunToolCall] = Field(default_factory=list)
-    usage: RunUsage = Field(default_factory=RunUsage)
+    usage: TokenUsage = Field(default_factory=TokenUsage)
     duration_ms: float | None = None
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
