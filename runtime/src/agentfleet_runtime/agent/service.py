@@ -585,7 +585,7 @@ class AgentService:
             raise
         if acceptance.duplicate:  # the first message's turn holds its own slot
             await self._end_turn(session.tenant, slot)
-        if not acceptance.duplicate:
+        else:
             await self.runs.queued(acceptance.message, session)
         return acceptance
 

@@ -351,7 +351,6 @@ async def post_message(
     body: MessageCreate,
     service: Service,
     caller: Invoker,
-    request: Request,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -362,7 +361,8 @@ async def post_message(
     ] = None,
 ) -> TurnResult:
     await service.get_session(session_id, tenant=caller.tenant)
-    await check_turn_quotas(request, service, caller.tenant)
+    # No pre-check of the quotas here (the SSE route needs one): submitting the turn checks
+    # today's tokens and takes a turn slot atomically, before anything runs.
     return await service.run_turn(session_id, body.content, idempotency_key=idempotency_key)
 
 
