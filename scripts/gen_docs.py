@@ -336,12 +336,46 @@ def tree() -> str:
     return "\n".join(lines)
 
 
+def dependency_map() -> str:
+    """The dependency map that examples/ declare (the live one comes from a runtime)."""
+    from agentfleet_crds.manifests import load_manifest_files
+    from agentfleet_operator.render.config import configs_from_resources
+    from agentfleet_runtime.observability.dependency_map import (
+        DependencyMapBuilder,
+        render_markdown,
+    )
+    from agentfleet_runtime.state.settings import StateSettings
+
+    configs = configs_from_resources(
+        load_manifest_files(sorted((ROOT / "examples").glob("*.yaml")))
+    )
+    builder = DependencyMapBuilder()
+    for config in configs:
+        builder.add_agent(config)
+    builder.add_state(
+        StateSettings(backend="redis", redis_url="redis://redis:6379/0"),
+        agents=[config.name for config in configs],
+    )
+    page = render_markdown(builder.build(), title="Dependency map of examples/")
+    intro = (
+        "What the agents in `examples/` depend on once the operator has rendered them, "
+        "on the Redis state backend: the *declared* map. A running runtime serves the "
+        "*live* one, with health, breaker state, recent latency and error rate, at "
+        "`GET /api/v1/admin/dependencies` (`?format=markdown` for this page's form; "
+        "`agentfleet dependency-map --url …` prints it). See "
+        "[discovery.md](../discovery.md#dependency-map).\n\n"
+    )
+    title, rest = page.split("\n", 1)
+    return f"{title}\n\n{intro}{rest.lstrip()}"
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "crd-fields.md": crd_reference,
     "endpoints.md": endpoints,
     "dependencies.md": dependencies,
     "metrics.md": metrics,
     "tree.md": tree,
+    "dependency-map.md": dependency_map,
 }
 
 

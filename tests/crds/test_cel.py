@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from agentfleet_crds.generate import NAME_RULE, name_rule
 from agentfleet_crds.schema import apply_defaults, walk
 from agentfleet_crds.v1alpha1 import RESOURCES, MCPServer, SecretBinding
-from agentfleet_crds.v1alpha1.agent import AutoscalingSpec
+from agentfleet_crds.v1alpha1.agent import AgentToolRef, AutoscalingSpec
 from agentfleet_crds.v1alpha1.mcpserver import EnvVar, MCPServerSpec
 from agentfleet_crds.v1alpha1.resiliencepolicy import ResiliencePolicySpec
 from agentfleet_crds.v1alpha1.secretbinding import BoundSecret, SecretBindingSpec
@@ -38,6 +38,7 @@ MACROS_AND_FUNCTIONS = {
 #: (kind, schema path). A new validator without an entry here fails the test below.
 CEL_TWINS: dict[type[BaseModel], list[tuple[str, str]]] = {
     AutoscalingSpec: [("Agent", "spec.deployment.autoscaling")],
+    AgentToolRef: [("Agent", "spec.tools[]")],
     EnvVar: [("MCPServer", "spec.hosted.env[]"), ("MCPServer", "spec.stdio.env[]")],
     MCPServerSpec: [("MCPServer", "spec")],
     BoundSecret: [("SecretBinding", "spec.secrets[]")],
@@ -77,6 +78,10 @@ RULE_CASES: dict[str, tuple[list[Any], list[Any]]] = {
             {"url": "u", "hosted": {}, "stdio": {}},
         ],
     ),
+    MCPServer.SPEC_CEL_RULES[1]["rule"]: (
+        [{"url": "https://lb", "endpoints": ["https://a"]}, {"stdio": {}, "endpoints": []}],
+        [{"hosted": {"image": "i"}, "endpoints": ["https://a"]}],
+    ),
     "has(self.kubernetes) != has(self.remote)": (
         [{"name": "n", "kubernetes": {}}, {"name": "n", "remote": {"key": "k"}}],
         [{"name": "n"}, {"name": "n", "kubernetes": {}, "remote": {"key": "k"}}],
@@ -90,6 +95,19 @@ RULE_CASES: dict[str, tuple[list[Any], list[Any]]] = {
             {"provider": "kubernetes", "secrets": [{"kubernetes": {}}, {"remote": {}}]},
             {"provider": "aws", "secrets": [{"kubernetes": {}}]},
         ],
+    ),
+    AgentToolRef.model_config["json_schema_extra"]["x-kubernetes-validations"][0]["rule"]: (  # type: ignore[index,call-overload]
+        [
+            {"mcpServerRef": {"name": "s"}},
+            {"mcpServerRef": {"name": "s"}, "allowedTools": ["a"]},
+            {"mcpServerRef": {"name": "s"}, "pinnedTools": [{"name": "a"}]},
+            {
+                "mcpServerRef": {"name": "s"},
+                "allowedTools": ["a", "b"],
+                "pinnedTools": [{"name": "b"}],
+            },
+        ],
+        [{"mcpServerRef": {"name": "s"}, "allowedTools": ["a"], "pinnedTools": [{"name": "b"}]}],
     ),
     "self.baseDelaySeconds <= self.maxDelaySeconds": (
         [
@@ -192,7 +210,9 @@ def test_rules_are_plausible_cel_over_fields_that_exist(crd_schemas: dict[str, A
                 assert parts[1:] in (["name"], ["generateName"]), f"{where}: only name is readable"
                 continue
             _, present = _resolve(variables[head], parts, where)
-            guarded = text[: match.start()].rstrip().endswith("has(")
+            before = text[: match.start()]
+            # read under has(), or after a has() of the same field earlier in the rule
+            guarded = before.rstrip().endswith("has(") or f"has({head}.{'.'.join(parts)})" in before
             if not guarded:
                 assert all(present), f"{where}: {head}.{'.'.join(parts)} may be absent; use has()"
             checked += 1

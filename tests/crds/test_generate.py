@@ -119,6 +119,7 @@ def test_spec_cel_rules_and_status_schema_are_in_place() -> None:
         "observedGeneration",
         "url",
         "tools",
+        "toolSchemas",
         "replicas",
         "readyReplicas",
     }

@@ -431,6 +431,24 @@ async def test_mcp_servers_are_probed_and_a_dead_one_never_stalls_the_operator(
             await wait_config(kube, "helper", lambda c: len(c["mcpServers"]) == 2, "config")
             demo_server = await eventually(lambda: listed("demo"), what="the demo's tools")
             assert "calculate" in demo_server["status"]["tools"]
+            # each tool's input-schema hash, as the runtime computes it (what pins pin)
+            from agentfleet_crds.contract import ResolvedMCPServer
+            from agentfleet_crds.toolschema import input_schema_hash
+            from agentfleet_crds.v1alpha1.mcpserver import MCPTransport
+            from agentfleet_runtime.tools.mcp.client import MCPToolServer
+
+            resolved = ResolvedMCPServer(
+                name="demo", transport=MCPTransport.STREAMABLE_HTTP, url=live_url
+            )
+            async with MCPToolServer(resolved) as probe:
+                expected = {
+                    t.name: input_schema_hash(t.input_schema) for t in await probe.list_tools()
+                }
+            schemas = {
+                s["name"]: s["inputSchemaHash"] for s in demo_server["status"]["toolSchemas"]
+            }
+            assert schemas == expected
+            assert sorted(schemas) == demo_server["status"]["tools"]
             assert condition(demo_server, "ToolsListed")["status"] == "True"
             assert condition(demo_server)["status"] == "True"
             dead_server = await eventually(lambda: listed("dead"), what="the probe timing out")

@@ -292,13 +292,23 @@ def test_missing_resilience_policy() -> None:
 # --- config hash -----------------------------------------------------------------------
 
 
-def test_config_hash_is_the_pod_annotation_and_stable() -> None:
+def test_config_hash_is_the_config_map_annotation_and_stable() -> None:
     first, second = rendered(full_agent(), STRICT), rendered(full_agent(), STRICT)
-    annotations = first.deployment["spec"]["template"]["metadata"]["annotations"]
+    annotations = first.config_map["metadata"]["annotations"]
     assert annotations == {"agentfleet.dev/config-hash": first.config_hash}
+    # live reload (the default): the runtimes apply a changed config, pods do not roll
+    assert "annotations" not in first.deployment["spec"]["template"]["metadata"]
     assert len(first.config_hash) == 64
     assert first.config_hash == second.config_hash
     assert first.config_yaml == second.config_yaml
+
+
+def test_rollout_mode_puts_the_hash_on_the_pod_template() -> None:
+    settings = OperatorSettings(config_reload="rollout")
+    result = render_agent(full_agent(), SERVERS, STRICT, settings)
+    assert isinstance(result, RenderedAgent)
+    annotations = result.deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"agentfleet.dev/config-hash": result.config_hash}
 
 
 def test_config_hash_changes_iff_the_config_changes() -> None:

@@ -4,8 +4,10 @@ demo MCP server (streamable HTTP) and the runtime itself, each on its own port."
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -19,6 +21,20 @@ from agentfleet_runtime.config import RuntimeSettings
 from agentfleet_runtime.testing.fake_provider import RunningFakeProvider, running_fake_provider
 from agentfleet_runtime.testing.servers import running_server
 from agentfleet_runtime.tools.mcp.demo_server import demo_server_asgi
+
+
+@pytest.fixture(scope="session", autouse=True)
+def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Runtimes built in tests keep their filesystem artifacts in a temporary directory,
+    not in the working directory's ``.agentfleet/artifacts`` (the development default)."""
+    path = tmp_path_factory.mktemp("artifacts")
+    previous = os.environ.get("AGENTFLEET_ARTIFACTS__DIR")
+    os.environ["AGENTFLEET_ARTIFACTS__DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("AGENTFLEET_ARTIFACTS__DIR", None)
+    else:
+        os.environ["AGENTFLEET_ARTIFACTS__DIR"] = previous
 
 
 @pytest.fixture

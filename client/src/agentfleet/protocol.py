@@ -29,11 +29,15 @@ class CloseCode(IntEnum):
 
     #: Normal closure (the client asked for it).
     NORMAL = 1000
+    #: A tenant quota (``max_websockets``) is reached: reconnect after the reason's
+    #: ``retry-after=N`` hint (:func:`retry_after_hint`), once a connection was closed.
+    POLICY_VIOLATION = 1008
     #: Internal server error: reconnect with backoff.
     INTERNAL_ERROR = 1011
     #: The server is shutting down (draining): reconnect, to another replica.
     SERVICE_RESTART = 1012
-    #: The server does not accept connections right now: reconnect with backoff.
+    #: The replica is saturated (admission control): reconnect after the reason's
+    #: ``retry-after=N`` hint, preferably to another replica.
     TRY_AGAIN_LATER = 1013
     #: A frame was not valid JSON or not a known frame: fix the client, do not retry.
     BAD_FRAME = 4400
@@ -47,6 +51,23 @@ class CloseCode(IntEnum):
     TIMEOUT = 4408
     #: The client did not read its frames fast enough: reconnect and resume.
     SLOW_CONSUMER = 4429
+
+
+def with_retry_after(reason: str, seconds: int) -> str:
+    """A close reason carrying a retry hint: ``"<reason>; retry-after=<seconds>"``."""
+    return f"{reason}; retry-after={seconds}"
+
+
+def retry_after_hint(reason: str | None) -> float | None:
+    """The seconds of a close reason's ``retry-after=N`` hint (``None`` without one)."""
+    for part in (reason or "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return None
+    return None
 
 
 #: Close codes after which reconnecting cannot help.

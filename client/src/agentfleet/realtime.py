@@ -2,7 +2,9 @@
 
 * **Reconnects** with exponential backoff and full jitter (``random(0, min(cap,
   base·2ⁿ))``), rotating through ``urls`` (several replicas without a load balancer);
-  a server that is draining (close 1012) is left at once for the next URL.
+  a server that is draining (close 1012) is left at once for the next URL; one that is
+  saturated (1013) too, and with a single URL, or over the tenant's connection quota
+  (1008), the reconnect waits at least the close reason's ``retry-after=N``.
 * **Resumes**: every subscribed session is resubscribed with its last event id, so the
   server sends what was missed, then live events; events already seen are dropped.
 * **Re-authenticates**: on close 4401/4402 (bad or expired token) it asks the token
@@ -39,6 +41,7 @@ from agentfleet.protocol import (
     REAUTH_CLOSE_CODES,
     TERMINAL_CLOSE_CODES,
     CloseCode,
+    retry_after_hint,
 )
 
 log = logging.getLogger(__name__)
@@ -235,6 +238,7 @@ class RealtimeClient:
         attempt = 0
         refresh = False
         while not self._closing:
+            hint: float | None = None
             url = self.urls[self._url_index % len(self.urls)]
             try:
                 headers = await self._credentials.headers(refresh=refresh)
@@ -261,7 +265,13 @@ class RealtimeClient:
                         return
                     refresh = True
                 if code in (CloseCode.SERVICE_RESTART, CloseCode.TRY_AGAIN_LATER):
-                    self._url_index += 1  # that replica is going away: try another
+                    self._url_index += 1  # that replica is going away or full: try another
+                # saturated (1013: unless another replica can be tried) or over the
+                # tenant's connection quota (1008): wait as the close reason says
+                if code == CloseCode.POLICY_VIOLATION or (
+                    code == CloseCode.TRY_AGAIN_LATER and len(self.urls) == 1
+                ):
+                    hint = retry_after_hint(exc.rcvd.reason if exc.rcvd else None)
             except Exception as exc:  # refused, reset, timed out, bad handshake...
                 if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
                     refresh = self._credentials.can_refresh
@@ -271,6 +281,8 @@ class RealtimeClient:
                 self._ws = None
                 self.connected.clear()
             delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+            if hint is not None:
+                delay = max(delay, hint)
             attempt += 1
             await asyncio.sleep(delay)
 

@@ -34,6 +34,9 @@ class ResolvedMCPServer(CamelModel):
     name: str
     transport: MCPTransport
     url: str | None = None
+    #: Direct URLs of the replicas of the server at ``url`` (``MCPServer.spec.endpoints``):
+    #: the runtime calls ``url`` while it is healthy and these while its breaker is open.
+    endpoints: list[str] = Field(default_factory=list)
     command: str | None = None
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
@@ -43,6 +46,11 @@ class ResolvedMCPServer(CamelModel):
     header_files: dict[str, str] = Field(default_factory=dict)
     timeouts: MCPTimeouts = Field(default_factory=MCPTimeouts)
     allowed_tools: list[str] | None = None
+    #: Tool name → the input-schema hash the agent pinned it to
+    #: (:func:`agentfleet_crds.toolschema.input_schema_hash`): a pinned tool listed with
+    #: another schema, or not listed, is withheld from the model and reported.
+    #: ``None``: nothing pinned.
+    pinned_tools: dict[str, str] | None = None
     #: The service mesh retries calls to this server (its ResiliencePolicy says
     #: ``mesh.retries: mesh`` and a mesh is present): the runtime must then make ONE attempt
     #: per call, never retry in-process (retries would multiply: see docs/operator.md).
@@ -128,6 +136,7 @@ def resolve_mcp_server(
             name=name,
             transport=MCPTransport.STREAMABLE_HTTP,
             url=spec.url,
+            endpoints=list(spec.endpoints),
             header_files={h.name: secret_file(secrets_dir, h.secret_key_ref) for h in spec.headers},
             timeouts=spec.timeouts,
             allowed_tools=allowed_tools,

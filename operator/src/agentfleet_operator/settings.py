@@ -23,6 +23,9 @@ variable                                           meaning
                                                    use leader election instead)
 ``AGENTFLEET_OPERATOR_MESH``                       ``auto`` (detect from installed CRDs),
                                                    ``istio``, ``linkerd`` or ``none``
+``AGENTFLEET_OPERATOR_CONFIG_RELOAD``              ``live`` (runtimes apply a changed config
+                                                   without restarting) or ``rollout`` (the
+                                                   config hash on the pod template rolls pods)
 ``AGENTFLEET_OPERATOR_WORKERS``                    concurrent reconciles
 ``AGENTFLEET_OPERATOR_RESYNC_SECONDS``             every object is reconciled again this often
                                                    (drift nobody watched, e.g. a missed event)
@@ -57,6 +60,11 @@ DEFAULT_MCP_BRIDGE_IMAGE = "ghcr.io/agentfleet/mcp-bridge:0.1.0"
 DEFAULT_LEASE_NAME = "agentfleet-operator"
 
 MeshSetting = Literal["auto", "istio", "linkerd", "none"]
+#: How a changed runtime config reaches running pods: ``live`` — the runtime watches its
+#: ConfigMap volume and switches agents over with health checks (docs/discovery.md), the
+#: config hash is an annotation of the ConfigMap; ``rollout`` — the hash is on the pod
+#: template, so every change rolls the Deployment.
+ConfigReload = Literal["live", "rollout"]
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -79,6 +87,7 @@ class OperatorSettings(BaseModel):
     kube_insecure: bool = False
     standalone: bool = True
     mesh: MeshSetting = "auto"
+    config_reload: ConfigReload = "live"
     workers: Annotated[int, Field(ge=1, le=256)] = 8
     resync_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
     request_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
@@ -134,6 +143,7 @@ class OperatorSettings(BaseModel):
             "kube_insecure",
             "standalone",
             "mesh",
+            "config_reload",
             "workers",
             "resync_seconds",
             "request_timeout_seconds",

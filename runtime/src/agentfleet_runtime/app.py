@@ -35,15 +35,22 @@ from agentfleet_runtime.api.routes import (
     stream,
     tenants,
 )
+from agentfleet_runtime.api.routes import artifacts as artifacts_routes
+from agentfleet_runtime.api.routes import discovery as discovery_routes
 from agentfleet_runtime.api.routes import mcp_servers as mcp_servers_routes
 from agentfleet_runtime.api.versioning import API_PREFIX
+from agentfleet_runtime.artifacts.wiring import open_artifacts
 from agentfleet_runtime.audit import AuditLog, AuthFailureAuditor
 from agentfleet_runtime.auth import create_authenticator
 from agentfleet_runtime.config import Environment, RuntimeSettings
+from agentfleet_runtime.discovery.wiring import open_discovery
 from agentfleet_runtime.providers.factory import ProviderPool, ProviderSettings
+from agentfleet_runtime.readiness import not_ready
+from agentfleet_runtime.realtime.admission import Admission
 from agentfleet_runtime.realtime.drain import Drainer
 from agentfleet_runtime.realtime.hub import ConnectionHub
 from agentfleet_runtime.resilience.wiring import open_resilience
+from agentfleet_runtime.scheduling import FairScheduler
 from agentfleet_runtime.secrets.factory import build_secret_manager
 from agentfleet_runtime.secrets.wiring import connect_provider_pool, model_api_key_lookup
 from agentfleet_runtime.state.audit_store import AuditWriter
@@ -116,7 +123,8 @@ def create_app(
                 api_key_lookup=model_api_key_lookup(
                     secrets, consumer=consumer, model_api_keys=settings.secrets.model_api_keys
                 ),
-            )
+            ),
+            http_limits=settings.pools.model_http.limits(),
         )
         disconnect_secrets = connect_provider_pool(
             secrets,
@@ -150,7 +158,13 @@ def create_app(
             runs=state.runs,
         )
         service.quotas = quotas
+        # Turns executing at once here, admitted round-robin across tenants.
+        service.scheduler = FairScheduler(settings.scheduling.max_concurrent_turns)
         await state_stack.enter_async_context(open_resilience(settings, state, service, app.state))
+        artifacts = await state_stack.enter_async_context(
+            open_artifacts(settings.artifacts, service.resilience)
+        )
+        service.artifacts = app.state.artifacts = artifacts
         service.mcp_servers.update(mcp_servers or {})
         for agent in config.agents:
             service.mcp_servers.update({s.name: s for s in agent.mcp_servers})
@@ -184,6 +198,10 @@ def create_app(
         app.state.service = service
         app.state.state_backend = state
         app.state.connections = hub
+        # Saturated (connections, waiting turns): new streams refused, readiness false.
+        app.state.admission = Admission(
+            settings.realtime, hub, scheduler=service.scheduler, quotas=quotas
+        )
         app.state.shutting_down = False
         app.state.drainer = Drainer(
             app.state,
@@ -192,18 +210,46 @@ def create_app(
             delay_seconds=settings.realtime.drain_delay_seconds,
             grace_seconds=settings.shutdown_grace_seconds,
         )
+        service.drain_seconds = settings.discovery.drain_seconds
+        service.tool_list_ttl = settings.pools.tool_list_ttl_seconds
+        service.mcp_http_limits = settings.pools.mcp_http.limits()
+
+        async def not_ready_detail() -> str | None:
+            reason = await not_ready(app.state)
+            return None if reason is None else reason.detail
+
+        discovery = await state_stack.enter_async_context(
+            open_discovery(
+                settings,
+                config,
+                service,
+                state,
+                replica=replica,
+                not_ready=not_ready_detail,
+                refusing=lambda: list(app.state.resilience.health()["refusing"]),
+                secrets=secrets,
+            )
+        )
+        app.state.discovery = discovery
+
+        def loaded() -> None:
+            dispatcher.start()
+            discovery.agents_loaded()
+
         async with contextlib.AsyncExitStack() as stack:
             for hook in lifespan_hooks:
                 await stack.enter_async_context(hook())
             # Agents load once the server listens: their tool servers may be served by
             # this very process (agentfleet dev). Readiness stays false until then.
-            loading = asyncio.create_task(_load_agents(service, config, serving, dispatcher.start))
+            loading = asyncio.create_task(_load_agents(service, config, serving, loaded))
             app.state.loading = loading
             hub.start()
             try:
                 yield
             finally:
                 app.state.shutting_down = True
+                if discovery.config_source is not None:  # no reload while draining
+                    await discovery.config_source.aclose()
                 loading.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loading
@@ -242,10 +288,12 @@ def create_app(
     api.include_router(runs.router)
     api.include_router(mcp_servers_routes.router)
     api.include_router(audit.router)
+    api.include_router(artifacts_routes.router)
     app.include_router(api)
     # The resilience admin API authenticates itself: the admin scope of the operator
     # tenant, or the deprecated AGENTFLEET_RESILIENCE__ADMIN_TOKEN.
     app.include_router(admin.router, prefix=API_PREFIX)
+    app.include_router(discovery_routes.router, prefix=API_PREFIX)
     # WebSockets authenticate themselves (header or first frame, with close codes).
     app.include_router(stream.router, prefix=API_PREFIX)
     app.include_router(health.router)

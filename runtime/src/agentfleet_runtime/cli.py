@@ -224,6 +224,44 @@ def chat(
         pass
 
 
+@app.command("dependency-map")
+def dependency_map(
+    url: Annotated[
+        str, typer.Option("--url", "-u", envvar="AGENTFLEET_URL", help="The runtime's base URL.")
+    ] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="AGENTFLEET_TOKEN", help="Bearer token (admin scope)."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the page here (default: stdout).")
+    ] = None,
+) -> None:
+    """Print a running runtime's service dependency map as a Markdown page (a Mermaid
+    graph and a table: health, breaker, recent calls, dependent agents)."""
+    import httpx2
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx2.get(
+            f"{url.rstrip('/')}/api/v1/admin/dependencies",
+            params={"format": "markdown"},
+            headers=headers,
+            timeout=10,
+        )
+    except httpx2.HTTPError as exc:
+        typer.secho(f"error: cannot reach {url}: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    if response.status_code != 200:
+        typer.secho(f"error: {response.status_code} {response.text}", fg="red", err=True)
+        raise typer.Exit(1)
+    if output is None:
+        typer.echo(response.text, nl=False)
+    else:
+        output.write_text(response.text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
+
+
 @app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Manifest files or folders.", exists=True)],

@@ -10,15 +10,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
+import httpx2
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentfleet_crds.contract import SECRETS_MOUNT_DIR
 from agentfleet_runtime.api.ratelimit import ApiRateLimitSettings
+from agentfleet_runtime.artifacts.settings import ArtifactSettings
 from agentfleet_runtime.auth.settings import TENANT_PATTERN, AuthSettings
 from agentfleet_runtime.observability.settings import ObservabilitySettings
 from agentfleet_runtime.realtime.settings import RealtimeSettings
 from agentfleet_runtime.resilience.options import ResilienceSettings
+from agentfleet_runtime.scheduling import SchedulingSettings
 from agentfleet_runtime.secrets.settings import SecretsSettings
 from agentfleet_runtime.state.settings import StateSettings
 from agentfleet_runtime.tenants import TenantQuotas
@@ -46,6 +49,59 @@ class TenancySettings(BaseModel):
 
     default_quotas: TenantQuotas = Field(default_factory=TenantQuotas)
     operator_tenant: str = Field(default="default", pattern=TENANT_PATTERN)
+
+
+class HttpPoolSettings(BaseModel):
+    """One HTTP connection pool (``httpx`` limits)."""
+
+    #: Connections open at once (in use or idle).
+    max_connections: int = Field(default=256, ge=1, le=10_000)
+    #: Idle connections kept for reuse (0: a new connection, TLS handshake included, for
+    #: every request).
+    max_keepalive_connections: int = Field(default=64, ge=0, le=10_000)
+    #: Seconds an idle connection is kept (below the server's idle timeout).
+    keepalive_expiry_seconds: float = Field(default=4.0, ge=0, le=3600)
+
+    def limits(self) -> httpx2.Limits:
+        return httpx2.Limits(
+            max_connections=self.max_connections,
+            max_keepalive_connections=self.max_keepalive_connections,
+            keepalive_expiry=self.keepalive_expiry_seconds,
+        )
+
+
+class PoolSettings(BaseModel):
+    """``AGENTFLEET_POOLS__*``: connection pools and caches (docs/performance.md#pools-and-caches).
+    The Redis pool is ``AGENTFLEET_STATE__MAX_CONNECTIONS``."""
+
+    #: One pool per model upstream (provider, base URL, key), shared by every agent.
+    model_http: HttpPoolSettings = Field(default_factory=HttpPoolSettings)
+    #: One pool per streamable-HTTP MCP connection.
+    mcp_http: HttpPoolSettings = Field(
+        default_factory=lambda: HttpPoolSettings(max_connections=64, max_keepalive_connections=16)
+    )
+    #: How long a server's tool list is trusted before it is listed again in the
+    #: background (a reload or a ``tools/list_changed`` notification invalidates it
+    #: at once); 0: never re-listed on a timer.
+    tool_list_ttl_seconds: float = Field(default=300.0, ge=0, le=86_400)
+
+
+class DiscoverySettings(BaseModel):
+    """``AGENTFLEET_DISCOVERY__*``: watching the runtime config file, registering this
+    replica (docs/discovery.md)."""
+
+    #: Apply changes of the runtime config file (``--config``) without a restart.
+    watch_config: bool = True
+    #: How often the config file is read and compared.
+    config_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    #: How often this replica writes its record into the state backend (stale after 3).
+    heartbeat_seconds: float = Field(default=10.0, gt=0, le=3600)
+    #: How other replicas reach this one (``host:port``; default: ``$POD_IP`` or the host
+    #: name, and the port).
+    advertise_address: str | None = None
+    #: How long the turns running on a replaced agent version may take before its tool
+    #: connections are closed.
+    drain_seconds: float = Field(default=30.0, ge=0, le=3600)
 
 
 class RuntimeSettings(BaseSettings):
@@ -86,6 +142,8 @@ class RuntimeSettings(BaseSettings):
     rate_limits: ApiRateLimitSettings = Field(default_factory=ApiRateLimitSettings)
     #: Default tenant quotas; the operator tenant.
     tenancy: TenancySettings = Field(default_factory=TenancySettings)
+    #: Turns executing at once on a replica, admitted round-robin across tenants.
+    scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)
     #: This replica's name (leases, logs); defaults to the host name and process id.
     replica_id: str | None = None
     #: The secrets layer (providers, cache, max-stale, expiry): docs/secrets.md.
@@ -95,6 +153,12 @@ class RuntimeSettings(BaseSettings):
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     #: Traces (OTLP), model prices for cost metrics.
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    #: Artifact storage (filesystem | s3), retention, quotas, inline limit: docs/artifacts.md.
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    #: Config file watch (hot reload) and replica registration.
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    #: HTTP connection pools of model and MCP clients; tool list cache.
+    pools: PoolSettings = Field(default_factory=PoolSettings)
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> RuntimeSettings:

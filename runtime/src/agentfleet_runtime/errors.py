@@ -26,6 +26,8 @@ the adapter boundary with ``raise XError(...) from exc``; nothing else catches t
             ├── QuotaExceededError       502 dependency-quota-exceeded
             ├── DependencyNotFoundError  502 dependency-not-found
             ├── DeprecatedError          502 dependency-deprecated
+            ├── IncompatibleDependencyError 502 dependency-incompatible (no common protocol)
+            ├── ReloadFailedError        502 mcp-reload-failed  (a new connection failed its checks)
             ├── StreamInterruptedError   502 stream-interrupted  (a started stream: never retried)
             ├── ModelsUnavailableError   503 models-unavailable  (every model of the chain failed)
             └── CallRefusedError        503 ...                 (the resilience layer said no)
@@ -178,6 +180,22 @@ class DependencyNotFoundError(DependencyError):
 class DeprecatedError(DependencyError):
     slug = "dependency-deprecated"
     title = "A dependency has been deprecated or removed"
+
+
+class IncompatibleDependencyError(DependencyError):
+    """The dependency speaks no protocol version this runtime does (e.g. an MCP server that
+    negotiated a version the SDK does not support): retrying cannot help."""
+
+    slug = "dependency-incompatible"
+    title = "A dependency speaks no protocol version we support"
+
+
+class ReloadFailedError(DependencyError):
+    """A hot reload's new connection failed its health checks (connect, tool listing,
+    protocol version, pinned tool schemas); the old connection keeps serving."""
+
+    slug = "mcp-reload-failed"
+    title = "The new MCP server connection failed its checks; the old one was kept"
 
 
 class StreamInterruptedError(DependencyError):

@@ -35,14 +35,22 @@ class ConfigError(ValueError):
 
 def load_runtime_config(path: Path) -> RuntimeConfig:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return RuntimeConfig.model_validate(data)
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the runtime config: {exc}") from exc
+    return parse_runtime_config(text, origin=str(path))
+
+
+def parse_runtime_config(text: str, *, origin: str) -> RuntimeConfig:
+    """The runtime config in ``text`` (YAML or JSON); :class:`ConfigError` names the
+    field that is wrong. ``origin``: where the text comes from, for the message."""
+    try:
+        data = yaml.safe_load(text) or {}
+        return RuntimeConfig.model_validate(data)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        raise ConfigError(f"{origin}: invalid YAML: {exc}") from exc
     except ValidationError as exc:
-        raise ConfigError(f"{path}: " + "; ".join(describe_validation_error(exc))) from exc
+        raise ConfigError(f"{origin}: " + "; ".join(describe_validation_error(exc))) from exc
 
 
 def resolve_agent(
@@ -64,7 +72,11 @@ def resolve_agent(
                 f"{tool.mcp_server_ref.name!r} (known: {known})",
                 field=f"spec.tools[{index}].mcpServerRef.name",
             )
-        servers.append(server.model_copy(update={"allowed_tools": tool.allowed_tools}))
+        servers.append(
+            server.model_copy(
+                update={"allowed_tools": tool.allowed_tools, "pinned_tools": tool.pins()}
+            )
+        )
     policy = ResiliencePolicySpec()
     if spec.resilience_policy_ref is not None:
         found = policies.get(spec.resilience_policy_ref.name)

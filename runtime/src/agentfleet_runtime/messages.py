@@ -33,6 +33,9 @@ class Message(TypedDict):
     tool_call_id: NotRequired[str]
     name: NotRequired[str]
     is_error: NotRequired[bool]
+    #: ``tool``: where the full result is stored when ``content`` is truncated (an
+    #: artifact reference: id, kind, content type, size, url...).
+    artifact: NotRequired[dict[str, Any]]
 
 
 def user_message(content: str) -> Message:

@@ -38,6 +38,11 @@ class TenantQuotas(BaseModel):
         ge=1,
         description="Model tokens (input + output) per UTC day; counted when a turn ends",
     )
+    max_websockets: int | None = Field(
+        default=None,
+        ge=1,
+        description="WebSocket connections open at once, per replica (beyond it: close 1008)",
+    )
 
 
 class TenantRecord(BaseModel):
@@ -65,7 +70,13 @@ class TenantQuotaExceededError(AgentfleetError):
         super().__init__(detail, quota=quota, limit=limit, used=used, **extra)
 
 
-QuotaName = Literal["max_sessions", "max_concurrent_turns", "requests_per_minute", "tokens_per_day"]
+QuotaName = Literal[
+    "max_sessions",
+    "max_concurrent_turns",
+    "requests_per_minute",
+    "tokens_per_day",
+    "max_websockets",
+]
 
 
 class TenantQuotaGuard:
@@ -84,6 +95,9 @@ class TenantQuotaGuard:
       :meth:`release_turns` frees it when the turn ends; a slot held by a replica that
       died expires after ``turn_slot_seconds`` (refreshed each time a turn starts).
     * ``requests_per_minute``: read by the API rate limiter (:meth:`limit`).
+    * ``max_websockets``: read by the WebSocket admission (:meth:`limit`), which counts a
+      tenant's open connections in this replica's
+      :class:`~agentfleet_runtime.realtime.hub.ConnectionHub` (per replica, not shared).
     """
 
     def __init__(

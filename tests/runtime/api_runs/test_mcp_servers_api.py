@@ -165,3 +165,97 @@ async def test_cluster_mode_is_read_only(make_api: MakeApi) -> None:
         deleted = await api.client.delete("/api/v1/mcp-servers/demo", headers=api.as_())
         assert deleted.status_code == 409
         assert (await api.get("/api/v1/mcp-servers")).json()["total"] == 1
+
+
+async def test_pinned_tools_versions_and_a_failed_refresh_over_the_api(make_api: MakeApi) -> None:
+    async with make_api() as api:
+        async with changing_server() as (server, url):
+            registered = await api.client.post(
+                "/api/v1/mcp-servers",
+                json={"name": "changing", "spec": {"url": url}},
+                headers=api.as_(),
+            )
+            assert registered.status_code == 201, registered.text
+
+            @server.tool()
+            def lookup(query: str) -> str:
+                """Look it up."""
+                return query
+
+            tools = (await api.get("/api/v1/mcp-servers/changing/tools")).json()["items"]
+            hashes = {t["name"]: t["input_schema_hash"] for t in tools}
+            assert hashes["lookup"].startswith("sha256:")
+
+            def spec(pin: str) -> dict[str, object]:
+                return {
+                    "model": {"provider": "fake", "name": "fake-model"},
+                    "tools": [
+                        {
+                            "mcpServerRef": {"name": "changing"},
+                            "pinnedTools": [{"name": "lookup", "inputSchemaHash": pin}],
+                        }
+                    ],
+                }
+
+            created = await api.client.post(
+                "/api/v1/agents",
+                json={"name": "pinner", "spec": spec(hashes["lookup"])},
+                headers=api.as_(),
+            )
+            assert created.status_code == 201, created.text
+            shown = (await api.get("/api/v1/mcp-servers/changing")).json()
+            assert shown["protocol_version"]
+            assert shown["server_name"] == "changing"
+            assert shown["incompatible_tools"] == []
+
+            # a new agent version whose pins the server does not serve is refused; the old stays
+            stale = "sha256:" + "0" * 64
+            refused = await api.client.put(
+                "/api/v1/agents/pinner", json={"spec": spec(stale)}, headers=api.as_()
+            )
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["type"].endswith("/agent-reload-failed")
+            assert "lookup" in refused.json()["detail"]
+            agent = (await api.get("/api/v1/agents/pinner")).json()
+            assert (
+                agent["spec"]["tools"][0]["pinnedTools"][0]["inputSchemaHash"] == hashes["lookup"]
+            )
+            assert sorted(agent["tools"]) == ["lookup", "ping"]
+
+            # the server changes the pinned tool's schema: refreshed, it is withheld and shown
+            server.remove_tool("lookup")
+
+            @server.tool()
+            def lookup(query: str, limit: int = 5) -> str:  # noqa: F811 - the new version
+                """Look it up."""
+                return query
+
+            refreshed = await api.client.post(
+                "/api/v1/mcp-servers/changing/refresh", headers=api.as_()
+            )
+            assert refreshed.status_code == 200, refreshed.text
+            [flagged] = refreshed.json()["incompatible_tools"]
+            assert (flagged["agent"], flagged["tool"], flagged["expected"]) == (
+                "pinner",
+                "lookup",
+                hashes["lookup"],
+            )
+            assert flagged["actual"].startswith("sha256:")
+            assert flagged["actual"] != hashes["lookup"]
+            assert (await api.get("/api/v1/agents/pinner")).json()["tools"] == ["ping"]
+            sid = await api.session("pinner")
+            assert (await api.say(sid, "hello")).status_code == 200
+            offered = api.fake.script.requests[-1].body["tools"]
+            assert [t["function"]["name"] for t in offered] == ["ping"]
+            metrics = (await api.client.get("/metrics")).text
+            assert (
+                'agentfleet_mcp_tool_schema_mismatch{server="changing",tool="lookup"} 1.0'
+                in metrics
+            )
+
+        # the server is gone: a refresh cannot open a new connection; the old one is kept
+        failed = await api.client.post("/api/v1/mcp-servers/changing/refresh", headers=api.as_())
+        assert failed.status_code == 502, failed.text
+        problem = failed.json()
+        assert problem["type"].endswith("/mcp-reload-failed")
+        assert problem["agents"]["pinner"]["outcome"] == "rolled_back"

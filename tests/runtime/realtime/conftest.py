@@ -3,6 +3,7 @@ static-token auth and short heartbeats, plus a small WebSocket client helper."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -90,6 +91,15 @@ async def rt(
     demo_mcp_url: str,
 ) -> AsyncIterator[RT]:
     settings = settings_for(request.param, shared_redis, fake_provider)
+    async with running_rt(settings, fake_provider, demo_mcp_url) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def running_rt(
+    settings: RuntimeSettings, fake_provider: RunningFakeProvider, demo_mcp_url: str
+) -> AsyncIterator[RT]:
+    """A runtime with ``settings`` over real HTTP, with the ``calc`` agent."""
     demo = ResolvedMCPServer(name="demo", transport=MCPTransport.STREAMABLE_HTTP, url=demo_mcp_url)
     app = create_app(settings, mcp_servers={"demo": demo})
     async with (

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from agentfleet_crds.toolschema import SCHEMA_HASH_PATTERN
 from agentfleet_crds.v1alpha1.common import (
     AGE_COLUMN,
     READY_COLUMN,
@@ -34,6 +36,33 @@ class ModelProviderName(StrEnum):
     FAKE = "fake"
 
 
+#: Most extra endpoints of a model or an MCP server (``endpoints``).
+MAX_ENDPOINTS = 8
+
+
+#: An endpoint URL: http(s), then a host (the schema's pattern; parsed again below).
+ENDPOINT_PATTERN = r"^https?://[^/?#@\s]+(/\S*)?$"
+
+
+def distinct_endpoints(endpoints: list[str], field: str = "endpoints") -> list[str]:
+    """``endpoints`` unless one is not a URL with a host, or is listed twice (trailing
+    slashes ignored)."""
+    seen: set[str] = set()
+    for url in endpoints:
+        try:
+            parts = urlsplit(url)
+            host, _ = parts.hostname, parts.port
+        except ValueError as exc:
+            raise ValueError(f"{field}: {url!r} is not a valid URL ({exc})") from None
+        if not host:
+            raise ValueError(f"{field}: {url!r} has no host")
+        key = url.rstrip("/")
+        if key in seen:
+            raise ValueError(f"endpoints: {url} is listed twice")
+        seen.add(key)
+    return endpoints
+
+
 class ModelSpec(CamelModel):
     """The model an agent calls."""
 
@@ -55,6 +84,16 @@ class ModelSpec(CamelModel):
             description="API base URL; for OpenAI-compatible servers such as vLLM or Ollama.",
         ),
     ]
+    endpoints: list[Annotated[str, Field(pattern=ENDPOINT_PATTERN, max_length=2048)]] = Field(
+        default_factory=list,
+        max_length=MAX_ENDPOINTS,
+        json_schema_extra={"uniqueItems": True},
+        description="More base URLs of equivalent servers of this model (replicas of an "
+        "OpenAI- or Anthropic-compatible API). With baseUrl (or the provider's default URL) "
+        "they form the set the runtime balances calls over: healthy endpoints weighted by "
+        "recent latency and errors; one that keeps failing is ejected by its own circuit "
+        "breaker until a trial call succeeds.",
+    )
     api_key_secret_ref: SecretKeyRef | None = Field(
         default=None,
         description="Secret key holding the API key. Never put a key in the spec itself.",
@@ -75,15 +114,85 @@ class ModelSpec(CamelModel):
         float, Field(default=60.0, gt=0, le=3600, description="Per-request timeout.")
     ]
 
+    @field_validator("endpoints")
+    @classmethod
+    def _distinct_endpoints(cls, endpoints: list[str]) -> list[str]:
+        return distinct_endpoints(endpoints)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_has_a_host(cls, url: str | None) -> str | None:
+        if url is not None:
+            distinct_endpoints([url], "baseUrl")
+        return url
+
+
+class ToolSchemaPin(CamelModel):
+    """A tool and the exact input schema it must have."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128, description="The tool's name.")]
+    input_schema_hash: Annotated[
+        str,
+        Field(
+            pattern=SCHEMA_HASH_PATTERN,
+            description="sha256:<hex> of the tool's inputSchema as canonical JSON (from the "
+            "MCPServer's status.toolSchemas or GET /api/v1/mcp-servers/{name}/tools).",
+        ),
+    ]
+
 
 class AgentToolRef(CamelModel):
     """An MCP server whose tools the agent may call."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            {
+                "rule": "!has(self.allowedTools) || !has(self.pinnedTools) || "
+                "self.pinnedTools.all(p, p.name in self.allowedTools)",
+                "message": "pinnedTools must name tools listed in allowedTools",
+                "fieldPath": ".pinnedTools",
+            }
+        )
+    )
+
     mcp_server_ref: LocalObjectReference = Field(description="The MCPServer in this namespace.")
     allowed_tools: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
         default=None,
+        max_length=256,
         description="Only these tools are offered to the model; all of the server's if unset.",
     )
+    pinned_tools: list[ToolSchemaPin] | None = Field(
+        default=None,
+        max_length=128,
+        description="Tools pinned to an exact input schema. A pinned tool the server no "
+        "longer lists, or lists with another schema (any change, additive ones included), "
+        "is withheld from the model and reported (health, metric) instead of being called "
+        "with arguments it may no longer accept.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+
+    @model_validator(mode="after")
+    def _pins_allowed(self) -> AgentToolRef:
+        if self.pinned_tools and self.allowed_tools is not None:
+            stray = [p.name for p in self.pinned_tools if p.name not in self.allowed_tools]
+            if stray:
+                raise ValueError(
+                    f"pinnedTools must name tools listed in allowedTools: {', '.join(stray)}"
+                )
+        if self.pinned_tools:
+            names = [p.name for p in self.pinned_tools]
+            if len(set(names)) != len(names):
+                raise ValueError("pinnedTools names a tool twice")
+        return self
+
+    def pins(self) -> dict[str, str] | None:
+        """Tool name → pinned input-schema hash (``None``: nothing pinned)."""
+        if not self.pinned_tools:
+            return None
+        return {p.name: p.input_schema_hash for p in self.pinned_tools}
 
 
 class ResourceList(CamelModel):

@@ -14,9 +14,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from agentfleet_crds.v1alpha1.agent import ResourceRequirements
+from agentfleet_crds.v1alpha1.agent import (
+    ENDPOINT_PATTERN,
+    MAX_ENDPOINTS,
+    ResourceRequirements,
+    distinct_endpoints,
+)
 from agentfleet_crds.v1alpha1.common import (
     AGE_COLUMN,
     DNS_1035_LABEL,
@@ -153,8 +158,21 @@ class MCPServerSpec(CamelModel):
     ]
     url: Annotated[
         str | None,
-        Field(default=None, pattern=r"^https?://", max_length=2048, description="A remote server."),
+        Field(
+            default=None,
+            pattern=r"^https?://",
+            max_length=2048,
+            description="A remote server (streamable HTTP); may be a load balancer or Service.",
+        ),
     ]
+    endpoints: list[Annotated[str, Field(pattern=ENDPOINT_PATTERN, max_length=2048)]] = Field(
+        default_factory=list,
+        max_length=MAX_ENDPOINTS,
+        json_schema_extra={"uniqueItems": True},
+        description="Direct URLs of the replicas of the remote server at url (needs url). "
+        "Calls go to url while it is healthy and to these, weighted by recent latency and "
+        "errors, while url's circuit breaker is open (a load balancer failure).",
+    )
     headers: list[HeaderFromSecret] = Field(
         default_factory=list,
         max_length=64,
@@ -178,7 +196,21 @@ class MCPServerSpec(CamelModel):
         shapes = [s for s in ("url", "hosted", "stdio") if getattr(self, s) is not None]
         if len(shapes) != 1:
             raise ValueError("exactly one of url, hosted or stdio must be set")
+        if self.endpoints and self.url is None:
+            raise ValueError("endpoints needs url: they are direct replicas of the server at url")
         return self
+
+    @field_validator("endpoints")
+    @classmethod
+    def _distinct_endpoints(cls, endpoints: list[str]) -> list[str]:
+        return distinct_endpoints(endpoints)
+
+
+class ToolSchemaHash(CamelModel):
+    """A tool and the hash of the input schema it was listed with."""
+
+    name: str = Field(description="The tool's name.")
+    input_schema_hash: str = Field(description="sha256:<hex> of its inputSchema as canonical JSON.")
 
 
 class MCPServerStatus(ResourceStatus):
@@ -186,6 +218,11 @@ class MCPServerStatus(ResourceStatus):
 
     url: str | None = Field(default=None, description="The address agents use.")
     tools: list[str] = Field(default_factory=list, description="The tools it last listed.")
+    tool_schemas: list[ToolSchemaHash] = Field(
+        default_factory=list,
+        description="The input-schema hash of each tool it last listed: what an Agent's "
+        "spec.tools[].pinnedTools pins.",
+    )
     replicas: Annotated[
         int | None, Field(default=None, ge=0, description="Pods of a hosted server.")
     ]
@@ -224,6 +261,11 @@ class MCPServer(Resource):
         {
             "rule": "[has(self.url), has(self.hosted), has(self.stdio)].filter(x, x).size() == 1",
             "message": "exactly one of url, hosted or stdio must be set",
+        },
+        {
+            "rule": "size(self.endpoints) == 0 || has(self.url)",
+            "message": "endpoints needs url: they are direct replicas of the server at url",
+            "fieldPath": ".endpoints",
         },
     )
 

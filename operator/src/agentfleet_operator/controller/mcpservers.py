@@ -3,9 +3,11 @@ every server gets a status with the URL agents use and, when it can be probed, i
 
 Probing lists the server's tools over streamable HTTP, off the reconcile path (a slow or
 dead server never holds a worker): at most a few probes run at once, each bounded by
-``mcp_probe_timeout_seconds``; results land in ``status.tools`` and a ``ToolsListed``
-condition. Remote servers that need headers are not probed (their secrets are for the
-runtime, not the operator).
+``mcp_probe_timeout_seconds``; results land in ``status.tools``, ``status.toolSchemas``
+(each tool's input-schema hash, what an Agent's ``pinnedTools`` pin:
+:func:`agentfleet_crds.toolschema.input_schema_hash`, the runtime's function) and a
+``ToolsListed`` condition. Remote servers that need headers are not probed (their secrets
+are for the runtime, not the operator).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from pydantic import ValidationError
 
 from agentfleet_crds.contract import hosted_mcp_service_name
 from agentfleet_crds.manifests import describe_validation_error
+from agentfleet_crds.toolschema import input_schema_hash
 from agentfleet_crds.v1alpha1 import MCPServer, ResiliencePolicy
 from agentfleet_crds.v1alpha1.common import Condition, ConditionStatus
+from agentfleet_crds.v1alpha1.mcpserver import ToolSchemaHash
 from agentfleet_operator.context import OperatorContext
 from agentfleet_operator.controller.common import apply_owned, resource_body, write_status
 from agentfleet_operator.controller.events import NORMAL, WARNING
@@ -235,13 +239,17 @@ def schedule_probe(
     task.add_done_callback(lambda _: state.running.pop(key, None))
 
 
-async def list_tools(url: str, within: float) -> list[str]:
-    """The names of a streamable-HTTP MCP server's tools, within ``within`` seconds."""
+async def list_tools(url: str, within: float) -> dict[str, str]:
+    """A streamable-HTTP MCP server's tools (name → input-schema hash), within
+    ``within`` seconds."""
     import mcp  # imported late: only probing needs the MCP SDK
 
     async with asyncio.timeout(within), mcp.Client(url) as client:
         result = await client.list_tools()
-        return sorted(tool.name for tool in result.tools)
+        return {
+            tool.name: input_schema_hash(tool.input_schema)
+            for tool in sorted(result.tools, key=lambda t: t.name)
+        }
 
 
 async def _probe(context: OperatorContext, server: MCPServer, url: str, within: float) -> None:
@@ -249,7 +257,7 @@ async def _probe(context: OperatorContext, server: MCPServer, url: str, within: 
     namespace, name = server.metadata.namespace, server.metadata.name
     async with state.semaphore:
         started = time.monotonic()
-        tools: list[str] | None = None
+        tools: dict[str, str] | None = None
         try:
             tools = await list_tools(url, within)
         except Exception as exc:  # any failure of a foreign server is a status, not a crash
@@ -269,7 +277,7 @@ async def _write_tools(
     context: OperatorContext,
     namespace: str,
     name: str,
-    tools: list[str] | None,
+    tools: dict[str, str] | None,
     condition: tuple[ConditionStatus, str, str],
 ) -> None:
     raw = await context.kube.get_or_none(MCP_SERVERS, namespace, name)
@@ -295,5 +303,9 @@ async def _write_tools(
     merged = [c for c in conditions if c.type != TOOLS_CONDITION] + [new]
     patch: dict[str, Any] = {"conditions": [c.to_manifest() for c in merged]}
     if tools is not None:
-        patch["tools"] = tools
+        patch["tools"] = list(tools)
+        patch["toolSchemas"] = [
+            ToolSchemaHash(name=name, input_schema_hash=digest).to_manifest()
+            for name, digest in tools.items()
+        ]
     await write_status(context.kube, MCP_SERVERS, raw, patch)

@@ -183,7 +183,7 @@ def render_agent(
         config_yaml=text,
         config_hash=digest,
         endpoint=f"http://{service_host(service_name(name), namespace, settings.cluster_domain)}",
-        config_map=render_config_map(name, namespace, text, owner),
+        config_map=render_config_map(name, namespace, text, owner, digest),
         deployment=render_deployment(agent, digest, secrets, settings, owner),
         service=render_service(name, namespace, owner),
         hpa=hpa,
@@ -196,13 +196,17 @@ def render_agent(
 
 
 def render_config_map(
-    name: str, namespace: str, text: str, owner: dict[str, Any] | None
+    name: str, namespace: str, text: str, owner: dict[str, Any] | None, digest: str
 ) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": object_meta(
-            name=config_map_name(name), namespace=namespace, labels=agent_labels(name), owner=owner
+            name=config_map_name(name),
+            namespace=namespace,
+            labels=agent_labels(name),
+            owner=owner,
+            annotations={CONFIG_HASH_ANNOTATION: digest},
         ),
         "data": {CONFIG_KEY: text},
     }
@@ -242,6 +246,8 @@ def _runtime_env(settings: OperatorSettings) -> list[dict[str, Any]]:
         {"name": "AGENTFLEET_LOG_FORMAT", "value": "json"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        # the address the runtime registers itself under (docs/discovery.md)
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
     ]
     fixed = {item["name"] for item in env}
     env.extend(
@@ -317,10 +323,14 @@ def render_deployment(
             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
         },
         "template": {
-            "metadata": {
-                "labels": agent_labels(name),
-                "annotations": {CONFIG_HASH_ANNOTATION: digest},
-            },
+            # live reload: the runtimes apply a changed config themselves; rollout: a
+            # changed hash on the template rolls the pods
+            "metadata": {"labels": agent_labels(name)}
+            | (
+                {"annotations": {CONFIG_HASH_ANNOTATION: digest}}
+                if settings.config_reload == "rollout"
+                else {}
+            ),
             "spec": {
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,

@@ -23,6 +23,8 @@ from agentfleet_crds.v1alpha1 import (
     MCPServer,
     ResiliencePolicy,
     ResiliencePolicySpec,
+    Resource,
+    SecretBinding,
 )
 from agentfleet_crds.v1alpha1.common import SecretKeyRef
 
@@ -86,6 +88,17 @@ def tool_allowlists(agent: Agent) -> dict[str, list[str] | None]:
     return allowed
 
 
+def tool_pins(agent: Agent) -> dict[str, dict[str, str]]:
+    """MCPServer name → tool → the input-schema hash the agent pinned it to. A server
+    named by several tool entries gets the union (a tool pinned twice: the first pin)."""
+    pins: dict[str, dict[str, str]] = {}
+    for tool in agent.spec.tools:
+        merged = pins.setdefault(tool.mcp_server_ref.name, {})
+        for name, digest in (tool.pins() or {}).items():
+            merged.setdefault(name, digest)
+    return pins
+
+
 def build_agent_config(
     agent: Agent,
     mcp_servers: Mapping[str, MCPServer],
@@ -106,10 +119,11 @@ def build_agent_config(
     if policy_ref is not None and (policy is None or policy.metadata.name != policy_ref.name):
         return MissingReference("ResiliencePolicy", (policy_ref.name,))
 
+    pins = tool_pins(agent)
     resolved = [
         resolve_mcp_server(
             mcp_servers[name], allowed, cluster_domain, mesh_retries=name in mesh_retried
-        )
+        ).model_copy(update={"pinned_tools": pins.get(name) or None})
         for name, allowed in allowlists.items()
     ]
 
@@ -161,3 +175,31 @@ def referenced_secrets(
     for ref in refs:
         secrets.setdefault(ref.name, set()).add(ref.key)
     return secrets
+
+
+def configs_from_resources(
+    resources: Iterable[Resource], cluster_domain: str = "cluster.local"
+) -> list[AgentConfig]:
+    """The runtime configs the operator would render for the Agents among ``resources``
+    (one namespace's MCPServers, ResiliencePolicies and SecretBindings): the declared
+    dependency map of ``examples/`` is drawn from them. Agents with a missing reference
+    are left out."""
+    from agentfleet_operator.render.secrets import bound_secrets
+
+    items = list(resources)
+    servers = {r.metadata.name: r for r in items if isinstance(r, MCPServer)}
+    policies = {r.metadata.name: r for r in items if isinstance(r, ResiliencePolicy)}
+    bindings = [r for r in items if isinstance(r, SecretBinding)]
+    configs: list[AgentConfig] = []
+    for agent in (r for r in items if isinstance(r, Agent)):
+        ref = agent.spec.resilience_policy_ref
+        config = build_agent_config(
+            agent,
+            servers,
+            policies.get(ref.name) if ref is not None else None,
+            cluster_domain,
+            secrets=bound_secrets(agent.metadata.name, bindings).secrets.values(),
+        )
+        if isinstance(config, AgentConfig):
+            configs.append(config)
+    return configs

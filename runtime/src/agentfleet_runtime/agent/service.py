@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import httpx2
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Durability
 from pydantic import BaseModel
@@ -21,6 +22,7 @@ from agentfleet_crds.v1alpha1 import AgentSpec, ResiliencePolicySpec
 from agentfleet_runtime.agent.events import Emit, EventType, TurnEvent
 from agentfleet_runtime.agent.graph import AgentState, TurnContext, build_agent_graph
 from agentfleet_runtime.agent.runs import RunRecorder, ToolCallRecord, tool_call_records
+from agentfleet_runtime.artifacts.tool_results import ToolResultOffloader
 from agentfleet_runtime.auth.base import DEFAULT_TENANT
 from agentfleet_runtime.errors import (
     AgentfleetError,
@@ -35,6 +37,7 @@ from agentfleet_runtime.messages import Message, user_message
 from agentfleet_runtime.observability import metrics, tracing
 from agentfleet_runtime.providers.base import ModelProvider
 from agentfleet_runtime.providers.factory import ProviderPool
+from agentfleet_runtime.scheduling import FairScheduler
 from agentfleet_runtime.state.base import (
     Acceptance,
     AgentRecord,
@@ -56,6 +59,7 @@ from agentfleet_runtime.tools.registry import ToolRegistry, create_tool_server
 
 if TYPE_CHECKING:
     from agentfleet_runtime.agent.graph import ModelCaller
+    from agentfleet_runtime.artifacts.service import ArtifactService
     from agentfleet_runtime.deadletters import DeadLetterRecorder
     from agentfleet_runtime.resilience import ResilienceRegistry
     from agentfleet_runtime.tenants import TenantQuotaGuard
@@ -65,6 +69,13 @@ log = logging.getLogger(__name__)
 #: Metadata keys a session may have (``SessionCreate`` and merge patches alike).
 MAX_SESSION_METADATA = 64
 TERMINAL_EVENTS = frozenset({EventType.TURN_COMPLETED.value, EventType.TURN_FAILED.value})
+
+
+class AgentReloadError(InvalidRequestError):
+    """A new agent configuration failed its health checks; the old one keeps serving."""
+
+    slug = "agent-reload-failed"
+    title = "The new agent configuration failed its health checks"
 
 
 class SessionBusyError(ConflictError):
@@ -155,6 +166,18 @@ class AgentService:
         self.quotas: TenantQuotaGuard | None = None
         #: Failed calls of one tool per turn before the model is told to stop calling it.
         self.tool_failures_per_turn: int = 2
+        #: The artifact store (set by the app): large tool results are kept there.
+        self.artifacts: ArtifactService | None = None
+        #: Caps the turns executing on this replica, admitting waiting ones round-robin
+        #: across tenants (the app sets the replica's; the default has no cap).
+        self.scheduler = FairScheduler(None)
+        #: How long a replaced agent version's turns may run before its tools are closed.
+        self.drain_seconds: float = 30.0
+        #: Seconds a tool server's list of tools is trusted before it is listed again.
+        self.tool_list_ttl: float = 0.0
+        #: Connection pool of each streamable-HTTP MCP client (``None``: httpx's default).
+        self.mcp_http_limits: httpx2.Limits | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -170,11 +193,74 @@ class AgentService:
         fail to connect are recorded as unavailable; the agent still starts. ``tenant``:
         the owner of an API-created agent (``None``: shared, e.g. from config);
         ``created_at``: kept when an existing agent is reloaded (``None``: now)."""
+        loaded = await self._build_agent(config, source)
+        await self._install_agent(loaded, tenant=tenant, created_at=created_at)
+        return loaded
+
+    async def switch_agent(self, config: AgentConfig, source: AgentSource) -> LoadedAgent:
+        """Hot reload of a shared agent: build the new version next to the old one (its
+        model provider and tool connections opened), health-check it, and only then swap
+        it in; the old version's tools are closed once the turns running on it end.
+
+        Checks: every tool server of the new version connected and listed its tools, and
+        serves its pinned tools as pinned (``ToolRegistry.check_failures``). A version that
+        fails them is closed and :class:`AgentReloadError` raised; the old version keeps
+        serving (rolled back)."""
+        candidate = await self._build_agent(config, source)
+        failed = candidate.tools.check_failures()
+        if failed:
+            await candidate.tools.aclose()
+            raise AgentReloadError(
+                f"agent {config.name!r}: the new configuration failed its health checks "
+                "and was rolled back: "
+                + "; ".join(f"tool server {n!r}: {r}" for n, r in sorted(failed.items())),
+                agent=config.name,
+                failed=failed,
+            )
+        previous = self._loaded.get(config.name)
+        record = await self._agents.get(config.name)
+        await self._install_agent(
+            candidate, tenant=None, created_at=record.created_at if record else None
+        )
+        log.info(
+            "agent switched over",
+            extra={"agent": config.name, "replaced": previous is not None},
+        )
+        return candidate
+
+    async def unload_agent(self, name: str) -> bool:
+        """Remove a shared (config) agent from this process: it left the runtime config.
+        Its running turns finish first (up to the drain grace); its sessions remain."""
+        loaded = self._loaded.pop(name, None)
+        if loaded is None:
+            return False
+        await self._agents.delete(name)
+        self._retire(loaded)
+        metrics.AGENTS_LOADED.set(len(self._loaded))
+        log.info("agent unloaded", extra={"agent": name})
+        return True
+
+    def loaded_agents(self) -> dict[str, LoadedAgent]:
+        """Every agent loaded in this process, by agent key."""
+        return dict(self._loaded)
+
+    def shared_agents(self) -> dict[str, LoadedAgent]:
+        """The agents loaded from the runtime config, by name."""
+        return {
+            name: loaded
+            for name, loaded in self._loaded.items()
+            if loaded.source is AgentSource.CONFIG
+        }
+
+    async def _build_agent(self, config: AgentConfig, source: AgentSource) -> LoadedAgent:
         provider = self._providers.get(config.spec.model)
+        limits = self.mcp_http_limits
         tools = ToolRegistry(
-            [create_tool_server(server) for server in config.mcp_servers],
+            [create_tool_server(server, http_limits=limits) for server in config.mcp_servers],
             resilience=self.resilience,
             policy=config.resilience,
+            tool_list_ttl=self.tool_list_ttl,
+            http_limits=limits,
         )
         await tools.start_all()
         models: ModelCaller | None = None
@@ -189,9 +275,14 @@ class AgentService:
                 registry=self.resilience,
                 policy=config.resilience,
             )
-        loaded = LoadedAgent(
+        return LoadedAgent(
             config=config, source=source, provider=provider, tools=tools, models=models
         )
+
+    async def _install_agent(
+        self, loaded: LoadedAgent, *, tenant: str | None, created_at: datetime | None
+    ) -> None:
+        config = loaded.config
         key = agent_key(config.name, tenant)
         previous = self._loaded.get(key)
         self._loaded[key] = loaded
@@ -200,19 +291,37 @@ class AgentService:
                 name=config.name,
                 namespace=config.namespace,
                 spec=config.spec,
-                source=source,
+                source=loaded.source,
                 tenant=tenant,
                 created_at=created_at or utcnow(),
             )
         )
         if previous is not None:
-            await previous.tools.aclose()
+            self._retire(previous)
         metrics.AGENTS_LOADED.set(len(self._loaded))
         log.info(
             "agent loaded",
-            extra={"agent": config.name, "provider": provider.name, "tools": len(tools.tools())},
+            extra={
+                "agent": config.name,
+                "provider": loaded.provider.name,
+                "tools": len(loaded.tools.tools()),
+            },
         )
-        return loaded
+
+    def _retire(self, loaded: LoadedAgent) -> None:
+        """Close a replaced or removed agent's tool connections once the turns that were
+        running when it was replaced have ended (new turns run on the new version), or
+        after ``drain_seconds``."""
+        running = set(self._running)
+
+        async def drain() -> None:
+            if running:
+                await asyncio.wait(running, timeout=self.drain_seconds)
+            await loaded.tools.aclose()
+
+        task = asyncio.get_running_loop().create_task(drain(), name=f"retire {loaded.name}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def resolve_agent(
         self, name: str, spec: AgentSpec, *, tenant: str | None = None
@@ -305,15 +414,33 @@ class AgentService:
         self, name: str, spec: AgentSpec, *, tenant: str | None = None
     ) -> AgentRecord:
         """Replace an API-created agent's spec. The new spec is resolved and its tools
-        connected before it is swapped in (``load_agent``): a spec that does not resolve
-        (422) leaves the old agent serving. Turns after this run the new spec; replicas
-        that loaded the old one reload on their next turn (``agent_for``)."""
+        connected and checked before it is swapped in: a spec that does not resolve, or
+        whose tool servers fail checks the current version passes (a server that does not
+        connect, pinned tools it does not serve as pinned), is refused (422
+        ``agent-reload-failed``) and the old agent keeps serving. Turns after this run the
+        new spec; the old version's tools close once its running turns end; replicas that
+        loaded the old one reload on their next turn (``agent_for``)."""
         record = await self.get_agent(name, tenant=tenant)
         self._refuse_config_agent(record)
         config = self.resolve_agent(name, spec, tenant=record.tenant)
-        await self.load_agent(
-            config, AgentSource.API, tenant=record.tenant, created_at=record.created_at
-        )
+        candidate = await self._build_agent(config, AgentSource.API)
+        current = self._loaded.get(record.key)
+        already = current.tools.check_failures() if current is not None else {}
+        failed = {
+            server: reason
+            for server, reason in candidate.tools.check_failures().items()
+            if server not in already  # failing before the change too: not its fault
+        }
+        if failed:
+            await candidate.tools.aclose()
+            raise AgentReloadError(
+                f"agent {name!r}: the new spec failed its health checks; the old one keeps "
+                "serving: "
+                + "; ".join(f"tool server {n!r}: {r}" for n, r in sorted(failed.items())),
+                agent=name,
+                failed=failed,
+            )
+        await self._install_agent(candidate, tenant=record.tenant, created_at=record.created_at)
         return await self.get_agent(name, tenant=tenant)
 
     def _refuse_config_agent(self, record: AgentRecord) -> None:
@@ -625,16 +752,17 @@ class AgentService:
             if self.quotas is not None:  # renew its slot (a recovery: taken elsewhere)
                 await self.quotas.take_turn(session.tenant, slot, refresh=True)
             agent = await self.agent_for(session.agent, tenant=session.tenant)
-            result = await self._run_turn(
-                session,
-                agent,
-                message.turn_id,
-                message.content,
-                message.stream_tokens,
-                attempt=claim.attempt,
-                accepted_at=message.accepted_at,
-                fence=owner,
-            )
+            async with self.scheduler.slot(session.tenant):  # fair across tenants
+                result = await self._run_turn(
+                    session,
+                    agent,
+                    message.turn_id,
+                    message.content,
+                    message.stream_tokens,
+                    attempt=claim.attempt,
+                    accepted_at=message.accepted_at,
+                    fence=owner,
+                )
         except BaseException as exc:
             if not outcome.done():
                 if isinstance(exc, asyncio.CancelledError):
@@ -741,6 +869,10 @@ class AgentService:
                 )
             context = self._context(agent, emit, stream_tokens)
             context.session_id, context.turn_id = session_id, turn_id
+            if self.artifacts is not None:  # large tool results go to the artifact store
+                context.tool_results = ToolResultOffloader(
+                    self.artifacts, session.tenant, session_id
+                )
             outcome = "completed"
             try:
                 state = await self._graph.ainvoke(
@@ -901,6 +1033,8 @@ class AgentService:
             _, pending = await asyncio.wait(set(self._running), timeout=grace_seconds)
             for task in pending:
                 task.cancel()
+        if self._retiring:
+            await asyncio.wait(set(self._retiring), timeout=grace_seconds)
         for loaded in list(self._loaded.values()):
             await loaded.tools.aclose()
         self._loaded.clear()

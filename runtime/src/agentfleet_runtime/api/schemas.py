@@ -120,6 +120,12 @@ class MessageCreate(BaseModel):
     )
 
     content: Annotated[str, Field(min_length=1, max_length=100_000)]
+    attachments: list[Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Ids of the tenant's artifacts (`POST /sessions/{id}/attachments`) to give "
+        "the model with this message: the text of text types, a description of others.",
+    )
 
 
 class MessageList(BaseModel):

@@ -108,6 +108,35 @@ MODEL_FALLBACKS = Counter(
     "Model calls handed to the next model of an agent's fallback chain",
     ["agent", "from_model", "to_model", "reason"],
 )
+# Health-based routing (resilience/balancer.py): ``endpoint`` is ``<host[:port]>/<path>``
+# of one endpoint of a dependency with several (a model's baseUrl + endpoints, an MCP
+# server's url + endpoints).
+ENDPOINT_SELECTED = Counter(
+    "agentfleet_endpoint_selected_total",
+    "Calls routed to an endpoint of a dependency with several endpoints",
+    ["dependency", "endpoint"],
+)
+ENDPOINT_ERRORS = Counter(
+    "agentfleet_endpoint_errors_total",
+    "Calls to an endpoint that failed, by error class",
+    ["dependency", "endpoint", "error_class"],
+)
+ENDPOINT_SECONDS = Histogram(
+    "agentfleet_endpoint_latency_seconds",
+    "Latency of calls to an endpoint (time to the first item for streams)",
+    ["dependency", "endpoint"],
+    buckets=_LATENCY_BUCKETS,
+)
+ENDPOINT_EJECTED = Gauge(
+    "agentfleet_endpoint_ejected",
+    "1 while an endpoint is ejected (its circuit breaker refuses calls), else 0",
+    ["dependency", "endpoint"],
+)
+ENDPOINT_FAILOVERS = Counter(
+    "agentfleet_endpoint_failovers_total",
+    "Calls moved to another endpoint after one failed, by the error class",
+    ["dependency", "error_class"],
+)
 DEGRADED_ANSWERS = Counter(
     "agentfleet_degraded_answers_total",
     "Turns answered with a degraded answer (no model could answer, or a stream broke)",
@@ -138,4 +167,55 @@ FEATURE_FLAG = Gauge(
     "agentfleet_resilience_feature_flag",
     "Resilience feature flags: 1 on, 0 off",
     ["flag"],
+)
+
+# -- discovery, hot reload, registration (issue #9) --------------------------------------
+DISCOVERY_SOURCE_UP = Gauge(
+    "agentfleet_discovery_source_up",
+    "Whether a discovery source (config-file, mcp-registry, instances) was read at its last "
+    "try (0: serving from the last known configuration)",
+    ["source"],
+)
+DISCOVERY_LAST_SUCCESS = Gauge(
+    "agentfleet_discovery_last_success_timestamp_seconds",
+    "Unix time a discovery source was last read successfully",
+    ["source"],
+)
+CONFIG_RELOADS = Counter(
+    "agentfleet_config_reloads_total",
+    "Runtime config changes seen, by outcome (applied, rejected: did not parse or validate, "
+    "rolled_back: an agent's new version failed its health checks)",
+    ["outcome"],
+)
+CONFIG_AGENT_CHANGES = Counter(
+    "agentfleet_config_agent_changes_total",
+    "Agents changed by a runtime config reload, by change (added, removed, switched, rolled_back)",
+    ["change"],
+)
+INSTANCES = Gauge(
+    "agentfleet_instances",
+    "Runtime replicas registered in the state backend, by state (ready, not_ready, stale)",
+    ["state"],
+)
+
+# -- MCP servers: versions, pins, hot reload (issue #9) ----------------------------------
+MCP_SERVER_INFO = Gauge(
+    "agentfleet_mcp_server_info",
+    "MCP servers by the protocol version negotiated and the version in their serverInfo "
+    "(info-style: the value is how many loaded agents on this replica hold such a "
+    "connection; a mixed fleet shows as several series per server)",
+    ["server", "protocol_version", "server_version"],
+)
+MCP_TOOL_SCHEMA_MISMATCH = Gauge(
+    "agentfleet_mcp_tool_schema_mismatch",
+    "Pinned MCP tools withheld from the model because the server lists another input "
+    "schema or no longer lists them (the value: loaded agents on this replica affected)",
+    ["server", "tool"],
+)
+MCP_RELOADS = Counter(
+    "agentfleet_mcp_reloads_total",
+    "Hot reloads of an MCP server connection, by outcome (switched: the new connection "
+    "passed its checks; rolled_back: it failed them and the old one keeps serving; "
+    "failed: it failed them and nothing was serving)",
+    ["server", "outcome"],
 )

@@ -5,6 +5,7 @@ classification of transport failures and error statuses into
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx2
@@ -13,6 +14,7 @@ from agentfleet_runtime.errors import (
     DependencyConnectionError,
     DependencyError,
     DependencyTimeoutError,
+    DeprecatedError,
     QuotaExceededError,
     parse_retry_after,
     status_error,
@@ -29,6 +31,18 @@ DEFAULT_LIMITS = httpx2.Limits(
 )
 #: Used only when a call does not pass its own timeout (every adapter call does).
 DEFAULT_TIMEOUT = httpx2.Timeout(60.0, connect=5.0)
+
+
+#: How servers say that the pinned model version cannot serve a request (HTTP 400/422):
+#: deprecated or decommissioned, unknown, without tool support (Ollama, vLLM without a
+#: tool parser), or refusing a parameter "with this model" (OpenAI).
+_INCOMPATIBLE = re.compile(
+    r"deprecat|decommission|no longer (?:available|supported)|unsupported model"
+    r"|model_not_found|(?:model|version)\b.*\b(?:not found|does not exist|is not supported)"
+    r"|(?:does not|doesn't) support (?:tools|tool[ _-]?call|function[ _-]?call)"
+    r"|tool[ _-]?choice requires|not supported with this model",
+    re.IGNORECASE,
+)
 
 
 def create_http_client(limits: httpx2.Limits | None = None) -> httpx2.AsyncClient:
@@ -71,6 +85,9 @@ def http_status_error(
     detail = f"{dependency} answered HTTP {status}: {message}"
     if quota_exhausted:
         return QuotaExceededError(detail, dependency=dependency)
+    if status in (400, 422) and _INCOMPATIBLE.search(message):
+        # The pinned model version cannot serve this request: the next model may.
+        return DeprecatedError(detail, dependency=dependency, incompatible=True)
     after = retry_after(headers) if headers is not None else None
     return status_error(status, detail, dependency=dependency, retry_after=after)
 

@@ -41,6 +41,7 @@ from agentfleet.protocol import (
 )
 from agentfleet_runtime.agent.events import TurnEvent
 from agentfleet_runtime.auth.base import (
+    DEFAULT_TENANT,
     AuthenticationError,
     Authenticator,
     Principal,
@@ -53,6 +54,7 @@ from agentfleet_runtime.realtime.settings import RealtimeSettings
 
 if TYPE_CHECKING:
     from agentfleet_runtime.agent.service import AgentService
+    from agentfleet_runtime.realtime.admission import Admission
     from agentfleet_runtime.realtime.hub import ConnectionHub
 
 log = logging.getLogger(__name__)
@@ -92,11 +94,13 @@ class Connection:
         authenticator: Authenticator,
         settings: RealtimeSettings,
         replica: str,
+        admission: Admission | None = None,
         default_session: str | None = None,
         greet: bool = True,
     ) -> None:
         self.ws = websocket
         self.hub = hub
+        self.admission = admission
         self.service = service
         self.authenticator = authenticator
         self.settings = settings
@@ -114,6 +118,10 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self._reader: asyncio.Task[Any] | None = None
+
+    @property
+    def tenant(self) -> str:
+        return self.principal.tenant if self.principal is not None else DEFAULT_TENANT
 
     # -- sending --------------------------------------------------------------------------
 
@@ -174,6 +182,8 @@ class Connection:
         try:
             if not await self._authenticate(token or bearer(self.ws.headers.get("authorization"))):
                 return
+            admission = self.admission
+            limit = None if admission is None else await admission.tenant_limit(self.tenant)
             if self.default_session is not None:
                 try:
                     assert self.principal is not None
@@ -183,6 +193,11 @@ class Connection:
                     )
                 except AgentfleetError as exc:
                     await self.ws.close(code=CLOSE_NOT_FOUND, reason=exc.detail[:120])
+                    return
+            if admission is not None:  # checked and added with no await between
+                refusal = admission.check(self.tenant, limit)
+                if refusal is not None:
+                    await self.ws.close(refusal.code, refusal.close_reason)
                     return
             self.hub.add(self)
             self._writer = asyncio.create_task(self._write_loop())

@@ -20,6 +20,8 @@ class ConnectionHub:
     def __init__(self, settings: RealtimeSettings) -> None:
         self.settings = settings
         self._connections: set[Connection] = set()
+        #: open connections per tenant (the ``max_websockets`` quota, per replica)
+        self._tenants: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self.accepting = True
@@ -27,11 +29,25 @@ class ConnectionHub:
     def __len__(self) -> int:
         return len(self._connections)
 
+    def count(self, tenant: str) -> int:
+        """Open connections of ``tenant``."""
+        return self._tenants.get(tenant, 0)
+
     def add(self, connection: Connection) -> None:
-        self._connections.add(connection)
+        if connection not in self._connections:
+            self._connections.add(connection)
+            tenant = connection.tenant
+            self._tenants[tenant] = self._tenants.get(tenant, 0) + 1
 
     def discard(self, connection: Connection) -> None:
-        self._connections.discard(connection)
+        if connection in self._connections:
+            self._connections.discard(connection)
+            tenant = connection.tenant
+            left = self._tenants.get(tenant, 1) - 1
+            if left > 0:
+                self._tenants[tenant] = left
+            else:
+                self._tenants.pop(tenant, None)
 
     def track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)

@@ -24,3 +24,14 @@ class RealtimeSettings(BaseModel):
     #: On SIGTERM, readiness turns false this long before connections are closed (let the
     #: load balancer stop routing here first; 5 s is typical in Kubernetes).
     drain_delay_seconds: float = Field(default=0.0, ge=0)
+    #: Admission control (docs/state-and-realtime.md#admission-control): the replica is
+    #: *saturated* at this many open WebSocket connections (about 46 KiB each when idle) ...
+    max_connections: int = Field(default=10_000, ge=1)
+    #: ... or, when set, with this many turns waiting for an execution slot (the fair
+    #: scheduler's queue, AGENTFLEET_SCHEDULING__MAX_CONCURRENT_TURNS).
+    saturation_waiting_turns: int | None = Field(default=None, ge=1)
+    #: While saturated: new WebSockets are closed 1013, new SSE streams get 503, and
+    #: readiness is false — until every signal is below this fraction of its limit.
+    resume_ratio: float = Field(default=0.9, gt=0, le=1)
+    #: The retry hint sent with a refusal (close reason ``retry-after=N``, ``Retry-After``).
+    retry_after_seconds: int = Field(default=5, ge=1)

@@ -3,6 +3,12 @@ model chain (``spec.model`` then ``spec.fallbackModels``, in order).
 
 * Each model is its own dependency ``llm:<provider>/<model>`` (own breaker, bulkhead, retry
   budget); the models of one provider share its rate limiter ``llm:<provider>``.
+* A model with ``endpoints`` (several servers of it) has one provider per endpoint, and
+  each attempt is routed by an :class:`~.balancer.EndpointSet`: a failing endpoint is
+  ejected by its own breaker and the call goes to another endpoint before the model as a
+  whole gives up and the next model gets it. A pinned version a server cannot serve
+  (404 not found, 410, a 400 saying deprecated or e.g. "does not support tools") falls
+  back with reason ``notFound``/``deprecated``/``incompatible``.
 * A model whose pipeline gives up with an *availability* error (retries exhausted on
   timeouts, 5xx, overload, rate limiting; breaker open; bulkhead full; rate limit or
   retry budget exhausted; model not found, deprecated, quota exhausted) hands the call to
@@ -49,13 +55,14 @@ from agentfleet_runtime.providers.base import (
     StreamItem,
 )
 from agentfleet_runtime.providers.factory import ProviderPool, ResolvedProvider, resolve
+from agentfleet_runtime.resilience.balancer import EndpointSet, endpoint_key
 from agentfleet_runtime.resilience.classify import error_class
 from agentfleet_runtime.resilience.events import FallbackUsed
 from agentfleet_runtime.resilience.pipeline import Attempt, Pipeline
 from agentfleet_runtime.resilience.ratelimit import estimate_tokens
 from agentfleet_runtime.resilience.registry import ResilienceRegistry
 
-__all__ = ["ModelChain", "falls_back", "model_dependency"]
+__all__ = ["ModelChain", "fallback_reason", "falls_back", "model_dependency"]
 
 _FALLBACK_ERRORS = (
     RetryableDependencyError,
@@ -71,37 +78,97 @@ def falls_back(exc: BaseException) -> bool:
     return isinstance(exc, _FALLBACK_ERRORS)
 
 
+def fallback_reason(exc: BaseException) -> str:
+    """The ``reason`` of a fallback: the error class, or ``incompatible`` when the pinned
+    model version cannot serve the request (deprecated, or e.g. without tool support)."""
+    if isinstance(exc, DependencyError) and exc.extensions.get("incompatible"):
+        return "incompatible"
+    return error_class(exc)
+
+
 def model_dependency(spec: ModelSpec) -> str:
     return f"llm:{spec.provider.value}/{spec.name}"
 
 
 class _Link:
-    """One model of the chain: its spec, pipeline and (lazily resolved) provider."""
+    """One model of the chain: its spec, pipeline, endpoints (when it has several) and
+    (lazily resolved) providers, one per endpoint."""
 
-    def __init__(self, spec: ModelSpec, pipeline: Pipeline, pool: ProviderPool) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        pipeline: Pipeline,
+        pool: ProviderPool,
+        endpoints: EndpointSet | None = None,
+    ) -> None:
         self.spec = spec
         self.pipeline = pipeline
         self.dependency = pipeline.name
         self.label = f"{spec.provider.value}/{spec.name}"
+        self.endpoints = endpoints
         self._pool = pool
-        self._provider: ModelProvider | None = None
-        self._resolved: ResolvedProvider | None = None
+        self._providers: dict[str, ModelProvider] | None = None
+        self._resolved: list[ResolvedProvider] = []
 
-    @property
-    def provider(self) -> ModelProvider:
-        if self._provider is None:
-            self._resolved = resolve(self.spec, self._pool.settings)
-            self._provider = self._pool.get(self.spec)
-        return self._provider
+    def providers(self) -> dict[str, ModelProvider]:
+        """The provider of each endpoint, by endpoint key (resolved on first use: a
+        missing key is an :class:`InvalidRequestError` before anything is sent)."""
+        if self._providers is None:
+            urls = (
+                [self.spec.base_url]
+                if self.endpoints is None
+                else [e.url for e in self.endpoints.endpoints]
+            )
+            providers: dict[str, ModelProvider] = {}
+            resolved: list[ResolvedProvider] = []
+            for url in urls:
+                spec = self.spec.model_copy(update={"base_url": url, "endpoints": []})
+                resolved.append(resolve(spec, self._pool.settings))
+                providers[endpoint_key(url)] = self._pool.get(spec)
+            self._providers, self._resolved = providers, resolved
+        return self._providers
 
     def refresh_credentials(self) -> None:
-        """Forget the provider built with the key that was refused: the next call
+        """Forget the providers built with the key that was refused: the next call
         resolves the key again (a rotated Secret, the secret manager)."""
-        resolved = self._resolved
-        if resolved is not None:
-            self._pool.invalidate(lambda candidate: candidate == resolved)
-        self._provider = None
-        self._resolved = None
+        stale = self._resolved
+        if stale:
+            self._pool.invalidate(lambda candidate: candidate in stale)
+        self._providers = None
+        self._resolved = []
+
+    async def complete(
+        self,
+        providers: dict[str, ModelProvider],
+        request: ModelRequest,
+        attempt: Attempt,
+        tried: set[str],
+    ) -> ModelResponse:
+        """One attempt: on the model's only endpoint, or routed over its endpoints."""
+        if self.endpoints is None:
+            (provider,) = providers.values()
+            return await provider.complete(request)
+        return await self.endpoints.call(
+            lambda endpoint: providers[endpoint.key].complete(request),
+            tried=tried,
+            deadline=attempt.timeout,
+        )
+
+    def open_stream(
+        self,
+        providers: dict[str, ModelProvider],
+        request: ModelRequest,
+        attempt: Attempt,
+        tried: set[str],
+    ) -> AsyncIterator[StreamItem]:
+        if self.endpoints is None:
+            (provider,) = providers.values()
+            return provider.stream(request)
+        return self.endpoints.stream(
+            lambda endpoint: providers[endpoint.key].stream(request),
+            tried=tried,
+            deadline=attempt.timeout,
+        )
 
     def request(self, request: ModelRequest, attempt: Attempt) -> ModelRequest:
         spec = self.spec
@@ -144,19 +211,20 @@ class ModelChain:
         self.tenant = tenant
         self._registry = registry
         self._prices = prices or PriceTable()
-        self._links = [
-            _Link(
-                spec,
-                registry.pipeline(
-                    model_dependency(spec),
-                    "llm",
-                    policy,
-                    rate_limit_key=f"llm:{spec.provider.value}",
-                ),
-                providers,
+        self._links = []
+        for spec in models:
+            pipeline = registry.pipeline(
+                model_dependency(spec), "llm", policy, rate_limit_key=f"llm:{spec.provider.value}"
             )
-            for spec in models
-        ]
+            endpoints = None
+            if spec.endpoints:
+                endpoints = EndpointSet.from_registry(
+                    registry,
+                    pipeline.name,
+                    [[spec.base_url, *spec.endpoints]],
+                    pipeline.options.policy.circuit_breaker,
+                )
+            self._links.append(_Link(spec, pipeline, providers, endpoints))
         self.name = models[0].provider.value
 
     @property
@@ -177,12 +245,18 @@ class ModelChain:
                 f"chat {link.spec.name}", self._span_attributes(link, False), kind=SpanKind.CLIENT
             ) as span:
                 try:
-                    provider = link.provider
+                    providers = link.providers()
+                    tried: set[str] = set()
 
                     async def call(
-                        attempt: Attempt, link: _Link = link, provider: ModelProvider = provider
+                        attempt: Attempt,
+                        link: _Link = link,
+                        providers: dict[str, ModelProvider] = providers,
+                        tried: set[str] = tried,
                     ) -> ModelResponse:
-                        return await provider.complete(link.request(request, attempt))
+                        return await link.complete(
+                            providers, link.request(request, attempt), attempt, tried
+                        )
 
                     tokens = link.tokens(request)
                     response = await link.pipeline.execute(
@@ -212,12 +286,18 @@ class ModelChain:
             )
             try:
                 try:
-                    provider = link.provider
+                    providers = link.providers()
+                    tried: set[str] = set()
 
                     def open_stream(
-                        attempt: Attempt, link: _Link = link, provider: ModelProvider = provider
+                        attempt: Attempt,
+                        link: _Link = link,
+                        providers: dict[str, ModelProvider] = providers,
+                        tried: set[str] = tried,
                     ) -> AsyncIterator[StreamItem]:
-                        return provider.stream(link.request(request, attempt))
+                        return link.open_stream(
+                            providers, link.request(request, attempt), attempt, tried
+                        )
 
                     tokens = link.tokens(request)
                     final: ModelResponse | None = None
@@ -261,7 +341,7 @@ class ModelChain:
         if not (falls_back(exc) or misconfigured):
             raise exc
         detail = exc.detail if isinstance(exc, DependencyError | InvalidRequestError) else str(exc)
-        reason = "misconfigured" if misconfigured else error_class(exc)
+        reason = "misconfigured" if misconfigured else fallback_reason(exc)
         failures.append({"model": link.label, "reason": reason, "detail": detail})
         if index + 1 < len(links):
             self._registry.bus.publish(

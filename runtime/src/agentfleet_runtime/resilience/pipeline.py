@@ -58,6 +58,7 @@ from agentfleet_runtime.resilience.events import (
 )
 from agentfleet_runtime.resilience.options import FeatureFlags, PipelineOptions
 from agentfleet_runtime.resilience.ratelimit import RateLimiter
+from agentfleet_runtime.resilience.recent import RecentCalls
 
 __all__ = ["Attempt", "Pipeline", "backoff_delay"]
 
@@ -147,6 +148,8 @@ class Pipeline:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.name = name
+        #: Outcomes and latency of the last few minutes' calls (the dependency map).
+        self.recent = RecentCalls()
         self.breaker = breaker
         self.bulkhead = bulkhead
         self.budget = budget
@@ -206,8 +209,10 @@ class Pipeline:
         except BaseException as exc:
             self._finished(started, exc)
             raise
+        elapsed = time.perf_counter() - started
         self._calls_ok.inc()
-        self._seconds_ok.observe(time.perf_counter() - started)
+        self._seconds_ok.observe(elapsed)
+        self.recent.record(elapsed, ok=True)
         return result
 
     async def stream(
@@ -270,8 +275,10 @@ class Pipeline:
                 self._finished(started, failure)
             else:
                 permit.exit()
+                elapsed = time.perf_counter() - started
                 self._calls_ok.inc()
-                self._seconds_ok.observe(time.perf_counter() - started)
+                self._seconds_ok.observe(elapsed)
+                self.recent.record(elapsed, ok=True)
 
     # -- one attempt ---------------------------------------------------------------------
 
@@ -516,16 +523,17 @@ class Pipeline:
         return exc
 
     def _finished(self, started: float, exc: BaseException) -> None:
+        elapsed = time.perf_counter() - started
         if isinstance(exc, CallRefusedError):
             outcome = "rejected"
+            self.recent.refused()
         elif isinstance(exc, Exception):
             outcome = "failure"
+            self.recent.record(elapsed, ok=False)
         else:
             outcome = "cancelled"
         metrics.DEPENDENCY_CALLS.labels(self.name, self.category, outcome).inc()
-        metrics.DEPENDENCY_CALL_SECONDS.labels(self.name, self.category, outcome).observe(
-            time.perf_counter() - started
-        )
+        metrics.DEPENDENCY_CALL_SECONDS.labels(self.name, self.category, outcome).observe(elapsed)
 
     def snapshot(self) -> dict[str, Any]:
         return {

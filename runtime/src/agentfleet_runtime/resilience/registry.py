@@ -163,7 +163,8 @@ class ResilienceRegistry:
         """``healthy`` (every breaker closed), ``degraded`` (some refuse calls) or
         ``unavailable`` (every model dependency refuses calls)."""
         refusing = [b.name for b in self._breakers.values() if b.refusing]
-        llm = [name for name in self._breakers if name.startswith("llm:")]
+        # A model's own breakers; an endpoint's (``llm:<model>@<endpoint>``) only degrade.
+        llm = [name for name in self._breakers if name.startswith("llm:") and "@" not in name]
         if llm and all(name in refusing for name in llm):
             status = "unavailable"
         elif refusing:

@@ -45,11 +45,15 @@ async def open_resilience(
     if state.name == "redis":
         from agentfleet_runtime.deadletters.redis import RedisDeadLetterStore
         from agentfleet_runtime.resilience.redis import connect, redis_pipeline
+        from agentfleet_runtime.state.redis_client import connect as connect_state
 
         # the state stores behind the same ``redis`` breaker, with their in-memory fallback
         state.attach_resilience(redis_pipeline(registry), enabled=lambda: registry.flags.fallback)
         store = RedisDeadLetterStore(
-            connect(settings.state.redis_url),
+            # Sentinel: the primary's client (no driver retries either: the pipeline's)
+            connect_state(settings.state, retries=0, max_connections=16)
+            if settings.state.sentinel.enabled
+            else connect(settings.state.redis_url),
             redis_pipeline(registry),
             prefix=settings.state.key_prefix,
             tenant=settings.state.tenant,

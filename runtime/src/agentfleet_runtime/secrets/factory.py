@@ -123,6 +123,42 @@ def apply_dev_overrides(
     return overridden
 
 
+def build_secret_catalog(
+    settings: SecretsSettings,
+    *,
+    secrets_dir: Path,
+    development: bool,
+    bindings: Iterable[SecretBinding] = (),
+    resolved: Mapping[str, Iterable[ResolvedSecretLike]] | None = None,
+    specs: Sequence[SecretSpec] = (),
+) -> SecretCatalog:
+    """The secrets of ``bindings``, of ``resolved`` (agent name → the ``ResolvedSecret`` s
+    the operator rendered into its runtime config) and ``specs``, with the grants of the
+    settings (and the development overrides)."""
+    catalog = SecretCatalog.from_bindings(bindings)
+    for agent, secrets in (resolved or {}).items():
+        catalog.add_resolved(agent, secrets, secrets_dir=secrets_dir)
+    for spec in specs:
+        catalog.add(spec)
+    for secret, consumers in settings.grants.items():
+        if secret in catalog:
+            catalog.grant(secret, *consumers)
+    if settings.dev_overrides:
+        env = EnvSecretProvider(environ=os.environ, env_file=settings.env_file)
+        apply_dev_overrides(catalog, env, development=development)
+    return catalog
+
+
+def missing_providers(
+    catalog: SecretCatalog, settings: SecretsSettings, *, secrets_dir: Path, have: Iterable[str]
+) -> dict[str, SecretProvider]:
+    """The providers ``catalog`` uses that are not among ``have``, created."""
+    return {
+        kind: create_secret_provider(kind, settings, secrets_dir=secrets_dir)
+        for kind in sorted(catalog.providers() - set(have))
+    }
+
+
 def build_secret_manager(
     settings: SecretsSettings,
     *,
@@ -135,24 +171,18 @@ def build_secret_manager(
     providers: Mapping[str, SecretProvider] | None = None,
     audit: AuditLog | None = None,
 ) -> SecretManager:
-    """A manager for the secrets of ``bindings``, of ``resolved`` (agent name → the
-    ``ResolvedSecret`` s the operator rendered into its runtime config) and ``specs``, with
-    the grants of the settings, creating only the providers those secrets use
-    (``providers`` overrides)."""
-    catalog = SecretCatalog.from_bindings(bindings)
-    for agent, secrets in (resolved or {}).items():
-        catalog.add_resolved(agent, secrets, secrets_dir=secrets_dir)
-    for spec in specs:
-        catalog.add(spec)
-    for secret, consumers in settings.grants.items():
-        if secret in catalog:
-            catalog.grant(secret, *consumers)
-    if settings.dev_overrides:
-        env = EnvSecretProvider(environ=os.environ, env_file=settings.env_file)
-        apply_dev_overrides(catalog, env, development=development)
+    """A manager for the secrets of :func:`build_secret_catalog`, creating only the
+    providers those secrets use (``providers`` overrides)."""
+    catalog = build_secret_catalog(
+        settings,
+        secrets_dir=secrets_dir,
+        development=development,
+        bindings=bindings,
+        resolved=resolved,
+        specs=specs,
+    )
     made = dict(providers or {})
-    for kind in sorted(catalog.providers() - set(made)):
-        made[kind] = create_secret_provider(kind, settings, secrets_dir=secrets_dir)
+    made.update(missing_providers(catalog, settings, secrets_dir=secrets_dir, have=made))
     return SecretManager(
         catalog,
         made,

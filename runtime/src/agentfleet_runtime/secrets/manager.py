@@ -538,6 +538,49 @@ class SecretManager:
             if age is not None:
                 metrics.SECRET_AGE.labels(entry.spec.name).set(age)
 
+    # ------------------------------------------------------------------ hot reload
+
+    async def adopt(
+        self, catalog: SecretCatalog, providers: Mapping[str, SecretProvider] | None = None
+    ) -> dict[str, list[str]]:
+        """Serve ``catalog`` from now on (a runtime config reload changed the secret
+        bindings): secrets that appeared are read at once, ones whose provider or
+        reference changed are re-read, ones that left are forgotten (with their
+        subscribers); a secret whose grants or refresh interval changed keeps its value.
+        ``providers``: new providers the catalog needs. Answers the names ``added``,
+        ``changed`` and ``removed``."""
+        for name, provider in (providers or {}).items():
+            self.providers.setdefault(name, provider)
+        missing = sorted(catalog.providers() - set(self.providers))
+        if missing:
+            raise ValueError(f"no secret provider configured for: {', '.join(missing)}")
+        added: list[str] = []
+        changed: list[str] = []
+        fresh: list[_Entry] = []
+        entries: dict[str, _Entry] = {}
+        for spec in catalog:
+            entry = self._entries.get(spec.name)
+            if entry is not None and (entry.spec.provider, entry.spec.ref) == (
+                spec.provider,
+                spec.ref,
+            ):
+                if entry.spec != spec:
+                    entry.spec = spec  # grants, refresh interval, binding: same value
+                    changed.append(spec.name)
+                entries[spec.name] = entry
+                continue
+            entries[spec.name] = _Entry(spec, self.providers[spec.provider])
+            fresh.append(entries[spec.name])
+            (changed if entry is not None else added).append(spec.name)
+        removed = sorted(set(self._entries) - set(entries))
+        for name in removed:
+            self._subscribers.pop(name, None)
+        self._entries = entries
+        self.catalog = catalog
+        await asyncio.gather(*(self._try_refresh(entry, force=True) for entry in fresh))
+        self._update_ready_gauge()
+        return {"added": sorted(added), "changed": sorted(changed), "removed": removed}
+
     # ------------------------------------------------------------------ background
 
     async def start(self) -> Readiness:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from agentfleet_runtime.resilience.pipeline import Pipeline
     from agentfleet_runtime.state.audit_store import AuditStore
     from agentfleet_runtime.state.fallback import DegradedMode
+    from agentfleet_runtime.state.instances import InstanceRegistry
     from agentfleet_runtime.state.mcp_registry import MCPServerRegistry
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class StateBackend:
     audit: AuditStore
     #: MCP servers registered through the API (see :mod:`.mcp_registry`).
     mcp_servers: MCPServerRegistry
+    #: The runtime replicas and their heartbeats (see :mod:`.instances`).
+    instances: InstanceRegistry
     #: Receivers of cross-replica control messages (``{"type": "sweep"}``...).
     control_handlers: list[ControlHandler] = field(default_factory=list)
     _broadcast: Callable[[dict[str, Any]], Any] | None = None
@@ -107,6 +110,7 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
     if settings.backend == "memory":
         from agentfleet_runtime.state.audit_store import MemoryAuditStore
         from agentfleet_runtime.state.idempotency import MemoryIdempotencyStore
+        from agentfleet_runtime.state.instances import MemoryInstanceRegistry
         from agentfleet_runtime.state.mcp_registry import MemoryMCPServerRegistry
         from agentfleet_runtime.state.memory import (
             MemoryAgentStore,
@@ -140,6 +144,7 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
                 settings.audit_max_events, retention_seconds=settings.audit_retention_seconds
             ),
             mcp_servers=MemoryMCPServerRegistry(),
+            instances=MemoryInstanceRegistry(),
         )
         return
 
@@ -156,9 +161,10 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
         GuardedStore,
     )
     from agentfleet_runtime.state.idempotency import RedisIdempotencyStore
+    from agentfleet_runtime.state.instances import RedisInstanceRegistry
     from agentfleet_runtime.state.mcp_registry import RedisMCPServerRegistry
     from agentfleet_runtime.state.quotas import FailOpenQuotaStore, RedisQuotaStore
-    from agentfleet_runtime.state.redis_client import Keys, connect
+    from agentfleet_runtime.state.redis_client import Keys, ReplicaReads, connect
     from agentfleet_runtime.state.redis_events import RedisEventHub, RedisEventLog
     from agentfleet_runtime.state.redis_stores import (
         RedisAgentStore,
@@ -186,6 +192,7 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
     mode = DegradedMode(
         fallback=settings.degraded_mode, cache_size=settings.degraded_cache_sessions
     )
+    mode.replica = ReplicaReads.of(client)  # reads on a replica while the primary is down
     try:
         await client.ping()
         await hub.start()
@@ -251,6 +258,11 @@ async def open_state(settings: StateSettings) -> AsyncIterator[StateBackend]:
             mcp_servers=cast(
                 "MCPServerRegistry",
                 GuardedStore(RedisMCPServerRegistry(client, keys), mode, "mcp_servers"),
+            ),
+            # fail fast while Redis is down: the heartbeat tries again
+            instances=cast(
+                "InstanceRegistry",
+                GuardedStore(RedisInstanceRegistry(client, keys), mode, "instances"),
             ),
             _broadcast=hub.publish_control,
             _ping=client.ping,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ from pydantic import BaseModel, Field
 
 from agentfleet_crds.contract import ResolvedMCPServer
 from agentfleet_runtime.errors import ConflictError
+from agentfleet_runtime.observability import metrics
 from agentfleet_runtime.state.base import utcnow
 from agentfleet_runtime.state.redis_client import Keys, text, translate_errors
 from agentfleet_runtime.tools.catalog import MCPServerCatalog, MCPServerEntry, MCPServerSource
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: The control message that makes every replica re-read the registry.
 CHANGED_MESSAGE = "mcp.changed"
+#: The discovery source's name in ``agentfleet_discovery_source_up``.
+REGISTRY_SOURCE = "mcp-registry"
 
 
 class MCPRegistration(BaseModel):
@@ -204,7 +208,15 @@ class MCPServerSync:
         try:
             await self.load()
         except Exception:
-            log.warning("could not re-read the MCP server registry", exc_info=True)
+            log.warning(
+                "could not re-read the MCP server registry; serving the last known servers",
+                exc_info=True,
+                extra={"source": REGISTRY_SOURCE},
+            )
+            metrics.DISCOVERY_SOURCE_UP.labels(REGISTRY_SOURCE).set(0)
+            return
+        metrics.DISCOVERY_SOURCE_UP.labels(REGISTRY_SOURCE).set(1)
+        metrics.DISCOVERY_LAST_SUCCESS.labels(REGISTRY_SOURCE).set(time.time())
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:

@@ -18,6 +18,9 @@ class ToolResult:
     content: str
     is_error: bool = False
     structured: dict[str, Any] | None = None
+    #: Where the full result is stored when ``content`` is a truncated preview
+    #: (an :class:`~agentfleet_runtime.artifacts.refs.ArtifactRef` as data).
+    artifact: dict[str, Any] | None = None
 
 
 @runtime_checkable

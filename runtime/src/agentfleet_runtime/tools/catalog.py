@@ -32,8 +32,8 @@ from agentfleet_runtime.errors import ConflictError
 from agentfleet_runtime.providers.base import ToolSpec
 from agentfleet_runtime.secrets.redaction import MASK, REDACTOR, is_sensitive_key
 from agentfleet_runtime.state.base import utcnow
-from agentfleet_runtime.tools.mcp.client import MCPToolServer
-from agentfleet_runtime.tools.registry import ToolRegistry
+from agentfleet_runtime.tools.mcp.client import MCPToolServer, ServerIdentity
+from agentfleet_runtime.tools.registry import ReloadResult, ToolMismatch, ToolRegistry
 
 ConnectionState = Literal["connected", "unavailable", "pending", "idle"]
 
@@ -81,6 +81,14 @@ class MCPServerCatalog(Mapping[str, ResolvedMCPServer]):
         """Add (or replace) shared servers from the runtime config."""
         for name, config in servers.items():
             self._entries[name] = MCPServerEntry(config=config, source=MCPServerSource.CONFIG)
+
+    def sync_config(self, servers: Mapping[str, ResolvedMCPServer]) -> None:
+        """Make the shared servers from the runtime config exactly ``servers`` (a config
+        reload: servers that left the config are forgotten)."""
+        for name, known in list(self._entries.items()):
+            if known.source is MCPServerSource.CONFIG and name not in servers:
+                del self._entries[name]
+        self.update(servers)
 
     def entry(self, name: str, *, tenant: str | None = None) -> MCPServerEntry | None:
         """``tenant``: only if that tenant may see it."""
@@ -147,8 +155,13 @@ class ServerState:
     reason: str | None = None
     tools: int | None = None
     protocol_version: str | None = None
+    #: The ``serverInfo`` it sent (optional from the 2026 protocol on).
+    server_name: str | None = None
+    server_version: str | None = None
     #: Loaded agents on this replica that hold a connection to it.
     connected_agents: tuple[str, ...] = ()
+    #: Pinned tools withheld, by agent (pins are per agent).
+    incompatible_tools: dict[str, tuple[ToolMismatch, ...]] = field(default_factory=dict)
 
 
 def users(name: str, registries: Mapping[str, ToolRegistry]) -> dict[str, ToolRegistry]:
@@ -165,15 +178,18 @@ def server_state(name: str, registries: Mapping[str, ToolRegistry]) -> ServerSta
     healths = {agent: r.health()[name] for agent, r in using.items()}
     available = [agent for agent, h in healths.items() if h.status == "available"]
     if available:
-        registry = using[available[0]]
-        server = registry.servers()[name]
-        version = server.protocol_version if isinstance(server, MCPToolServer) else None
+        first = healths[available[0]]
         return ServerState(
             state="connected",
             # Agents may be allowed a subset of its tools: the widest listing counts.
             tools=max(len(using[agent].server_tools(name)) for agent in available),
-            protocol_version=version,
+            protocol_version=first.protocol_version,
+            server_name=first.server_name,
+            server_version=first.server_version,
             connected_agents=tuple(sorted(available)),
+            incompatible_tools={
+                agent: h.incompatible_tools for agent, h in healths.items() if h.incompatible_tools
+            },
         )
     if any(h.status == "pending" for h in healths.values()):
         return ServerState(state="pending")
@@ -196,12 +212,26 @@ async def server_tools(
         return await server.list_tools()
 
 
-async def reload_server(name: str, registries: Mapping[str, ToolRegistry]) -> dict[str, str]:
-    """Reconnect server ``name`` and list its tools again in every registry that has it
-    (hot reload); the status each agent ends up with, by agent."""
+async def reload_server(
+    name: str,
+    registries: Mapping[str, ToolRegistry],
+    config: ResolvedMCPServer | None = None,
+) -> dict[str, ReloadResult]:
+    """Hot reload of server ``name`` in every registry that has it, each with a
+    health-checked switch-over (:meth:`ToolRegistry.reload`); ``config``: its new
+    definition (``None``: reconnect to the same one). What happened, by agent."""
     using = users(name, registries)
-    results = await asyncio.gather(*(registry.reload(name) for registry in using.values()))
-    return {agent: health.status for agent, health in zip(using, results, strict=True)}
+    results = await asyncio.gather(*(registry.reload(name, config) for registry in using.values()))
+    return dict(zip(using, results, strict=True))
+
+
+async def probe_server(config: ResolvedMCPServer) -> tuple[ServerIdentity | None, list[ToolSpec]]:
+    """Connect to a server definition over a connection of its own, negotiate, list its
+    tools (every tool: no allow-list) and close; bounded by its timeouts. Raises the
+    translated dependency error when it cannot."""
+    async with MCPToolServer(config.model_copy(update={"allowed_tools": None})) as server:
+        tools = await server.list_tools()
+        return server.identity, tools
 
 
 # -- redaction ----------------------------------------------------------------------------

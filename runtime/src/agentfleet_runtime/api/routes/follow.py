@@ -28,11 +28,17 @@ async def _readable_session(session_id: str, service: Service, caller: Reader) -
     return await service.get_session(session_id, tenant=caller.tenant)
 
 
+def _admitted(request: Request) -> None:
+    """A saturated replica refuses new streams: 503 ``saturated`` with ``Retry-After``."""
+    request.app.state.admission.admit_stream()
+
+
 @router.get(
     "/{session_id}/events/stream",
     response_class=EventSourceResponse,
     summary="Follow the session's events (SSE, resumable)",
-    responses=problem_responses(404),
+    responses=problem_responses(404, 503),
+    dependencies=[Depends(_admitted)],
 )
 async def follow_events(
     session_id: str,

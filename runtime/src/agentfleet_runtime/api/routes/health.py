@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentfleet_runtime.api.problems import problem_response, problem_responses
+from agentfleet_runtime.readiness import not_ready
 
 router = APIRouter(tags=["operations"])
 
@@ -24,23 +25,17 @@ async def live() -> dict[str, str]:
 )
 async def ready(request: Request) -> dict[str, object] | Response:
     """200 once agents are loaded, required secrets resolved and the state store
-    reachable, and while not shutting down; otherwise 503 `not-ready` with the reason."""
+    reachable, while not shutting down and not saturated; otherwise 503 `not-ready` with
+    the reason (`reason: saturated` while admission control refuses new streams: the load
+    balancer then sends new clients to other replicas; connections here are kept)."""
     state = request.app.state
-    if state.shutting_down:
-        return problem_response(503, "not-ready", "Not ready", "shutting down", request)
-    if not state.service.ready():
-        return problem_response(503, "not-ready", "Not ready", "no agent loaded", request)
-    secrets = getattr(state, "secrets", None)
-    if secrets is not None and not secrets.ready:
-        missing = ", ".join(secrets.readiness().missing)
-        return problem_response(
-            503, "not-ready", "Not ready", f"required secrets unresolved: {missing}", request
-        )
-    backend = getattr(state, "state_backend", None)
-    if backend is not None and not await backend.healthy():
-        return problem_response(
-            503, "not-ready", "Not ready", "the state store is unreachable", request
-        )
+    reason = await not_ready(state)
+    if reason is not None:
+        if reason.reason == "saturated":  # the admission hint: other replicas take new clients
+            return problem_response(
+                503, "not-ready", "Not ready", reason.detail, request, reason="saturated"
+            )
+        return problem_response(503, "not-ready", "Not ready", reason.detail, request)
     return {"status": "ok", "agents": len(await state.service.list_agents())}
 
 

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentfleet_crds.contract import UnresolvableError, resolve_mcp_server
+from agentfleet_crds.toolschema import input_schema_hash
 from agentfleet_crds.v1alpha1.common import DNS_1035_LABEL
 from agentfleet_crds.v1alpha1.mcpserver import (
     MCP_SERVER_NAME_MAX_LENGTH,
@@ -43,6 +44,7 @@ from agentfleet_runtime.errors import (
     InvalidRequestError,
     NotFoundError,
     ReadOnlyError,
+    ReloadFailedError,
 )
 from agentfleet_runtime.state.factory import ControlHandler
 from agentfleet_runtime.state.mcp_registry import MCPServerSync
@@ -79,6 +81,13 @@ class MCPServerCreate(BaseModel):
     spec: MCPServerSpec = Field(description="The same spec as an MCPServer manifest's.")
 
 
+class IncompatibleToolPublic(BaseModel):
+    agent: str
+    tool: str
+    expected: str = Field(description="The pinned input-schema hash.")
+    actual: str | None = Field(description="The hash listed now; null: not listed.")
+
+
 class MCPServerPublic(BaseModel):
     name: str
     transport: MCPTransport
@@ -97,7 +106,18 @@ class MCPServerPublic(BaseModel):
     )
     reason: str | None = Field(description="Why it is unavailable.")
     protocol_version: str | None = Field(description="The MCP version negotiated.")
+    server_name: str | None = Field(
+        default=None, description="The name in the server's `serverInfo`."
+    )
+    server_version: str | None = Field(
+        default=None, description="The version in the server's `serverInfo`."
+    )
     tools: int | None = Field(description="How many tools it offers (known when connected).")
+    incompatible_tools: list[IncompatibleToolPublic] = Field(
+        default_factory=list,
+        description="Pinned tools withheld from an agent (on this replica): the server lists "
+        "them with another input schema (`actual`) than pinned (`expected`), or not at all.",
+    )
     agents: list[str] = Field(description="The agents (that you can see) using it.")
     created_at: datetime
 
@@ -106,6 +126,10 @@ class MCPToolPublic(BaseModel):
     name: str
     description: str
     input_schema: dict[str, object]
+    input_schema_hash: str = Field(
+        description="sha256 of the input schema as canonical JSON: what "
+        "`spec.tools[].pinnedTools[].inputSchemaHash` pins."
+    )
 
 
 SORTS: Sorts[MCPServerEntry] = Sorts(
@@ -146,10 +170,30 @@ def _public(service: AgentService, entry: MCPServerEntry, agents: list[str]) -> 
         state=seen.state,
         reason=seen.reason,
         protocol_version=seen.protocol_version,
+        server_name=seen.server_name,
+        server_version=seen.server_version,
         tools=seen.tools,
+        incompatible_tools=[
+            IncompatibleToolPublic(
+                agent=_name(key), tool=m.tool, expected=m.expected, actual=m.actual
+            )
+            for key, mismatches in sorted(seen.incompatible_tools.items())
+            if _name(key) in agents
+            for m in mismatches
+        ],
         agents=agents,
         created_at=entry.created_at,
     )
+
+
+def _name(agent_key: str) -> str:
+    """An agent's name from its key (``<tenant>/<name>``, or the name of a shared one)."""
+    return agent_key.rpartition("/")[2]
+
+
+def _visible(agent_key: str, tenant: str) -> bool:
+    owner, _, _ = agent_key.rpartition("/")
+    return not owner or owner == tenant
 
 
 def _writable(request: Request) -> None:
@@ -239,7 +283,12 @@ async def list_mcp_server_tools(
     entry = _entry(service, name, caller.tenant)
     specs = await server_tools(entry.config, service.tool_registries())
     tools = [
-        MCPToolPublic(name=s.name, description=s.description, input_schema=s.input_schema)
+        MCPToolPublic(
+            name=s.name,
+            description=s.description,
+            input_schema=s.input_schema,
+            input_schema_hash=input_schema_hash(s.input_schema),
+        )
         for s in specs
     ]
     return paginate(tools, page, TOOL_SORTS, request=request, response=response)
@@ -248,9 +297,13 @@ async def list_mcp_server_tools(
 @router.post(
     "/{name}/refresh",
     summary="Reconnect and list the tools again (hot reload)",
-    description="Every agent using the server (on every replica) reconnects and lists its "
-    "tools again; their next turn is offered the new list. A server no agent uses is "
-    "probed (502/504 when it cannot be reached).",
+    description="Every agent using the server (on every replica) opens a NEW connection, "
+    "checks it (handshake and protocol version, tool listing, pinned tool schemas) and "
+    "only then switches to it; calls in flight on the old connection finish first. Their "
+    "next turn is offered the new list. When an agent's new connection fails its checks, "
+    "its old connection keeps serving and the answer is 502 `mcp-reload-failed` (`agents`: "
+    "each agent's outcome and reason). A server no agent uses is probed (502/504 when it "
+    "cannot be reached).",
     responses=problem_responses(404, 502, 504),
 )
 async def refresh_mcp_server(
@@ -265,14 +318,30 @@ async def refresh_mcp_server(
     await backend.broadcast(
         {"type": REFRESH_MESSAGE, "server": name, "origin": request.app.state.replica}
     )
+    outcomes = {agent: result.outcome for agent, result in results.items()}
     audit(
         request,
         caller,
         "mcp_server.refreshed",
         subject_type="mcp_server",
         subject=name,
-        agents=results,
+        agents=outcomes,
     )
+    # agent keys are ``<tenant>/<name>`` for a tenant's own: show the caller only its own
+    results = {_name(k): r for k, r in results.items() if _visible(k, caller.tenant)}
+    failed = {agent: r for agent, r in results.items() if r.outcome != "switched"}
+    if failed:
+        raise ReloadFailedError(
+            f"MCP server {name!r}: the new connection failed its checks for "
+            + "; ".join(
+                f"agent {agent!r} ({r.outcome}): {r.reason}" for agent, r in failed.items()
+            ),
+            dependency=f"mcp:{name}",
+            mcp_server=name,
+            agents={
+                agent: {"outcome": r.outcome, "reason": r.reason} for agent, r in results.items()
+            },
+        )
     return _public(service, entry, await _users(service, name, caller.tenant))
 
 
@@ -319,7 +388,7 @@ def _operator(request: Request, caller: Principal) -> bool:
 def refresh_handler(service: AgentService, replica: str) -> ControlHandler:
     """The control-message handler that refreshes a server here when another replica
     was asked to (``POST …/refresh``)."""
-    running: set[asyncio.Task[dict[str, str]]] = set()
+    running: set[asyncio.Task[Any]] = set()
 
     def handle(message: dict[str, Any]) -> None:
         if message.get("type") != REFRESH_MESSAGE or message.get("origin") == replica:

@@ -35,6 +35,7 @@ from agentfleet_runtime.api.schemas import (
     SessionPublic,
     SessionUpdate,
 )
+from agentfleet_runtime.artifacts.attachments import message_with_attachments
 from agentfleet_runtime.auth.base import Principal
 from agentfleet_runtime.messages import Message
 from agentfleet_runtime.state.base import SessionRecord, SessionStatus
@@ -122,6 +123,22 @@ async def _startable_session(
     record = await service.get_session(session_id, tenant=caller.tenant)
     await check_turn_quotas(request, service, caller.tenant)
     return record
+
+
+async def _with_attachments(request: Request, tenant: str, body: MessageCreate) -> str:
+    """The message's content with its attachments, as the model is to see it."""
+    artifacts = getattr(request.app.state, "artifacts", None)
+    return await message_with_attachments(artifacts, tenant, body.content, body.attachments)
+
+
+async def _stream_content(
+    body: MessageCreate,
+    request: Request,
+    session: Annotated[SessionRecord, Depends(_startable_session)],
+) -> str:
+    """A dependency, like :func:`_startable_session`: an unknown attachment is a 422
+    answered before the SSE stream starts."""
+    return await _with_attachments(request, session.tenant, body)
 
 
 def _public(record: SessionRecord) -> SessionPublic:
@@ -351,6 +368,7 @@ async def post_message(
     body: MessageCreate,
     service: Service,
     caller: Invoker,
+    request: Request,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -361,9 +379,10 @@ async def post_message(
     ] = None,
 ) -> TurnResult:
     await service.get_session(session_id, tenant=caller.tenant)
+    content = await _with_attachments(request, caller.tenant, body)
     # No pre-check of the quotas here (the SSE route needs one): submitting the turn checks
     # today's tokens and takes a turn slot atomically, before anything runs.
-    return await service.run_turn(session_id, body.content, idempotency_key=idempotency_key)
+    return await service.run_turn(session_id, content, idempotency_key=idempotency_key)
 
 
 @router.post(
@@ -377,11 +396,10 @@ async def post_message(
 )
 async def stream_message(
     session_id: str,
-    body: MessageCreate,
     service: Service,
-    _: Annotated[SessionRecord, Depends(_startable_session)],
+    content: Annotated[str, Depends(_stream_content)],
 ) -> AsyncIterator[ServerSentEvent]:
-    async for event in service.stream_turn(session_id, body.content):
+    async for event in service.stream_turn(session_id, content):
         yield ServerSentEvent(data=event, event=event["type"], id=str(event["id"]))
 
 

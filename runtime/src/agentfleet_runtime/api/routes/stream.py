@@ -25,14 +25,24 @@ def _connection(websocket: WebSocket, **options: object) -> Connection:
         authenticator=state.authenticator,
         settings=state.settings.realtime,
         replica=state.replica,
+        admission=state.admission,
         **options,  # type: ignore[arg-type]
     )
 
 
 async def _refuse_if_draining(websocket: WebSocket) -> bool:
-    if websocket.app.state.shutting_down:
+    """Draining: close 1012 (reconnect elsewhere). Saturated: close 1013 with a
+    ``retry-after=N`` hint, before spending anything on authentication (a tenant's
+    ``max_websockets`` quota is checked once the connection is authenticated)."""
+    state = websocket.app.state
+    if state.shutting_down:
         await websocket.accept()
         await websocket.close(CloseCode.SERVICE_RESTART, "server shutting down: reconnect")
+        return True
+    refusal = state.admission.check()
+    if refusal is not None:
+        await websocket.accept()
+        await websocket.close(refusal.code, refusal.close_reason)
         return True
     return False
 

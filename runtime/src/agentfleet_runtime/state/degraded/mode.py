@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from agentfleet_runtime.resilience.pipeline import Pipeline
+    from agentfleet_runtime.state.redis_client import ReplicaReads
 
 __all__ = [
     "MISSING",
@@ -140,6 +141,8 @@ class DegradedMode:
         self._forget: list[Callable[[str], None]] = []
         self._busy: list[Callable[[str], bool]] = []
         self._closed = False
+        #: Reads on a replica while the primary is unavailable (state/redis_client.py).
+        self.replica: ReplicaReads | None = None
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -182,13 +185,23 @@ class DegradedMode:
     # -- calls ----------------------------------------------------------------------------
 
     async def remote[T](self, call: Callable[[], Awaitable[T]]) -> T:
-        """``call`` on Redis, through the pipeline when one is attached."""
-        pipeline = self.pipeline
-        if pipeline is None:
-            return await call()
-        from agentfleet_runtime.resilience.redis import run
+        """``call`` on Redis, through the pipeline when one is attached. Redis
+        unavailable and a replica configured (Sentinel, replica URL): the call runs on the
+        replica, which serves it if it only reads (else the primary's error stands)."""
+        try:
+            pipeline = self.pipeline
+            if pipeline is None:
+                return await call()
+            from agentfleet_runtime.resilience.redis import run
 
-        return await run(pipeline, call)
+            return await run(pipeline, call)
+        except Exception as exc:
+            if self.replica is None or not unavailable(exc):
+                raise
+            try:
+                return await self.replica.run(call)
+            except Exception:
+                raise exc from exc.__cause__  # the primary's unavailability is the answer
 
     async def guarded[T](
         self, call: Callable[[], Awaitable[T]], operation: str, session: str | None = None

@@ -30,6 +30,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
@@ -50,6 +51,7 @@ from mcp_types import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     REQUEST_TIMEOUT,
+    UNSUPPORTED_PROTOCOL_VERSION,
     AudioContent,
     BlobResourceContents,
     CallToolResult,
@@ -61,6 +63,7 @@ from mcp_types import (
     TextContent,
     TextResourceContents,
 )
+from mcp_types.version import KNOWN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from agentfleet_crds.contract import ResolvedMCPServer
@@ -71,6 +74,7 @@ from agentfleet_runtime.errors import (
     DependencyConnectionError,
     DependencyError,
     DependencyTimeoutError,
+    IncompatibleDependencyError,
     UpstreamBadRequestError,
     UpstreamServerError,
     parse_retry_after,
@@ -79,7 +83,7 @@ from agentfleet_runtime.errors import (
 from agentfleet_runtime.providers.base import ToolSpec
 from agentfleet_runtime.tools.base import ToolResult
 
-__all__ = ["CLOSE_TIMEOUT_SECONDS", "MCPToolServer", "read_header_files"]
+__all__ = ["CLOSE_TIMEOUT_SECONDS", "MCPToolServer", "ServerIdentity", "read_header_files"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,21 @@ _SYNTHESISED_HTTP_ERRORS: Final = frozenset(
     {"Server returned an error response", "Not Found", "Session terminated"}
 )
 _CLIENT_INFO: Final = Implementation(name="agentfleet-runtime", version=__version__)
+#: What the SDK raises when the server answers the handshake with a version it does not speak.
+_UNSUPPORTED_VERSION_MESSAGES: Final = (
+    "Unsupported protocol version",
+    "No mutually supported modern protocol version",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerIdentity:
+    """What a server said about itself when a connection was opened: the MCP protocol
+    version negotiated and its ``serverInfo`` (optional from the 2026 protocol on)."""
+
+    protocol_version: str
+    server_name: str | None = None
+    server_version: str | None = None
 
 
 def read_header_files(header_files: dict[str, str], *, dependency: str) -> dict[str, str]:
@@ -184,9 +203,15 @@ def _root_cause(exc: BaseException | None) -> BaseException | None:
 class _Connection:
     """One MCP session, owned by a dedicated task from connect to close."""
 
-    def __init__(self, config: ResolvedMCPServer, dependency: str) -> None:
+    def __init__(
+        self,
+        config: ResolvedMCPServer,
+        dependency: str,
+        http_limits: httpx2.Limits | None = None,
+    ) -> None:
         self.config = config
         self.dependency = dependency
+        self.http_limits = http_limits
         self.client: Client | None = None
         self.error: BaseException | None = None
         #: The last HTTP error status seen (and its Retry-After), for error translation.
@@ -229,6 +254,7 @@ class _Connection:
         headers = read_header_files(config.header_files, dependency=self.dependency)
         http = httpx2.AsyncClient(
             headers=headers,
+            limits=self.http_limits or httpx2.Limits(),
             timeout=httpx2.Timeout(
                 MCP_DEFAULT_TIMEOUT,
                 connect=config.timeouts.connect_seconds,
@@ -263,6 +289,17 @@ class _Connection:
     @property
     def protocol_version(self) -> str | None:
         return self.client.protocol_version if self.client is not None else None
+
+    def identity(self) -> ServerIdentity | None:
+        client = self.client
+        if client is None:
+            return None
+        info = client.server_info
+        return ServerIdentity(
+            protocol_version=client.protocol_version,
+            server_name=info.name if info is not None else None,
+            server_version=info.version if info is not None else None,
+        )
 
     async def open(self) -> None:
         """Connect and initialise, bounded by the connect timeout."""
@@ -314,6 +351,15 @@ class _Connection:
         prefix = f"MCP server {name!r} ({during})"
         if isinstance(exc, DependencyError):
             return exc
+        if (
+            isinstance(exc, RuntimeError) and str(exc).startswith(_UNSUPPORTED_VERSION_MESSAGES)
+        ) or (isinstance(exc, MCPError) and exc.code == UNSUPPORTED_PROTOCOL_VERSION):
+            message = exc.message if isinstance(exc, MCPError) else str(exc)
+            return IncompatibleDependencyError(
+                f"{prefix}: the server speaks no MCP protocol version this client supports "
+                f"({message}; supported: {', '.join(KNOWN_PROTOCOL_VERSIONS)})",
+                dependency=dependency,
+            )
         if isinstance(exc, MCPError):
             if exc.code == REQUEST_TIMEOUT:
                 return DependencyTimeoutError(f"{prefix}: {exc.message}", dependency=dependency)
@@ -397,15 +443,22 @@ def to_tool_result(result: CallToolResult) -> ToolResult:
 class MCPToolServer:
     """A :class:`~agentfleet_runtime.tools.base.ToolServer` on one MCP server."""
 
-    def __init__(self, config: ResolvedMCPServer) -> None:
+    def __init__(
+        self, config: ResolvedMCPServer, *, http_limits: httpx2.Limits | None = None
+    ) -> None:
+        """``http_limits``: the connection pool of a streamable-HTTP server's client
+        (``AGENTFLEET_POOLS__MCP_HTTP__*``; ``None``: httpx's defaults)."""
         self.name = config.name
         self.config = config
+        self.http_limits = http_limits
         self.dependency = f"mcp:{config.name}"
         self._allowed = None if config.allowed_tools is None else frozenset(config.allowed_tools)
         self._connection: _Connection | None = None
         self._lock = asyncio.Lock()
         self._tools: list[ToolSpec] | None = None
         self._closed = False
+        #: What the server said about itself on the last connection (kept after it ends).
+        self.identity: ServerIdentity | None = None
         #: Tools the server annotates read-only or idempotent: safe to call again after a
         #: timeout or a dropped connection (the resilience layer retries only these).
         self.idempotent_tools: frozenset[str] = frozenset()
@@ -462,7 +515,7 @@ class MCPToolServer:
                     extra={"mcp_server": self.name},
                 )
             started = time.perf_counter()
-            connection = _Connection(self.config, self.dependency)
+            connection = _Connection(self.config, self.dependency, self.http_limits)
             try:
                 await connection.open()
             except DependencyError as exc:
@@ -479,13 +532,19 @@ class MCPToolServer:
                     f"MCP server {self.name!r}: the client is closed", dependency=self.dependency
                 )
             self._connection = connection
+            self.identity = connection.identity()
             log.info(
                 "MCP server %s: connected over %s (protocol %s) in %.2fs",
                 self.name,
                 self.config.transport.value,
                 connection.protocol_version,
                 time.perf_counter() - started,
-                extra={"mcp_server": self.name, "reconnect": current is not None},
+                extra={
+                    "mcp_server": self.name,
+                    "reconnect": current is not None,
+                    "protocol_version": connection.protocol_version,
+                    "server_version": self.identity.server_version if self.identity else None,
+                },
             )
             return connection
 
