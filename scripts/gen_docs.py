@@ -346,15 +346,10 @@ def dependency_map() -> str:
     )
     from agentfleet_runtime.state.settings import StateSettings
 
-    configs = configs_from_resources(
-        load_manifest_files(sorted((ROOT / "examples").glob("*.yaml")))
-    )
-    builder = DependencyMapBuilder()
-    for config in configs:
-        builder.add_agent(config)
-    builder.add_state(
+    examples = load_manifest_files(sorted((ROOT / "examples").glob("*.yaml")))
+    builder = DependencyMapBuilder.declared(
+        configs_from_resources(examples),
         StateSettings(backend="redis", redis_url="redis://redis:6379/0"),
-        agents=[config.name for config in configs],
     )
     page = render_markdown(builder.build(), title="Dependency map of examples/")
     intro = (

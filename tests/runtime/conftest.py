@@ -3,7 +3,6 @@ demo MCP server (streamable HTTP) and the runtime itself, each on its own port."
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -11,16 +10,13 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from fastapi import FastAPI
-from starlette.routing import Mount
 
 from agentfleet_crds.contract import ResolvedMCPServer
 from agentfleet_crds.v1alpha1 import MCPTransport
 from agentfleet_runtime.app import create_app
 from agentfleet_runtime.config import RuntimeSettings
 from agentfleet_runtime.testing.fake_provider import RunningFakeProvider, running_fake_provider
-from agentfleet_runtime.testing.servers import running_server
-from agentfleet_runtime.tools.mcp.demo_server import demo_server_asgi
+from agentfleet_runtime.testing.servers import running_demo_mcp, running_server
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -45,16 +41,8 @@ async def fake_provider() -> AsyncIterator[RunningFakeProvider]:
 
 @pytest.fixture
 async def demo_mcp_url() -> AsyncIterator[str]:
-    mcp_app, lifespan = demo_server_asgi()
-
-    @contextlib.asynccontextmanager
-    async def app_lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with lifespan():
-            yield
-
-    host = FastAPI(lifespan=app_lifespan, routes=[Mount("/mcp", app=mcp_app)])
-    async with running_server(host) as server:
-        yield f"{server.url}/mcp/"
+    async with running_demo_mcp() as url:
+        yield url
 
 
 @dataclass

@@ -13,7 +13,6 @@ import httpx2
 import pytest
 import yaml
 from fastapi import FastAPI
-from starlette.routing import Mount
 
 from agentfleet_crds.contract import AgentConfig, ResolvedMCPServer, RuntimeConfig
 from agentfleet_crds.v1alpha1 import AgentSpec, MCPTransport
@@ -21,22 +20,10 @@ from agentfleet_runtime.app import create_app
 from agentfleet_runtime.config import RuntimeSettings
 from agentfleet_runtime.loader import load_runtime_config
 from agentfleet_runtime.testing.fake_provider import RunningFakeProvider
-from agentfleet_runtime.testing.servers import running_server
-from agentfleet_runtime.tools.mcp.demo_server import demo_server_asgi
+from agentfleet_runtime.testing.servers import running_demo_mcp, running_server
 
-
-@contextlib.asynccontextmanager
-async def demo_mcp() -> AsyncIterator[str]:
-    mcp_app, lifespan = demo_server_asgi()
-
-    @contextlib.asynccontextmanager
-    async def app_lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with lifespan():
-            yield
-
-    host = FastAPI(lifespan=app_lifespan, routes=[Mount("/mcp", app=mcp_app)])
-    async with running_server(host) as server:
-        yield f"{server.url}/mcp/"
+#: The demo MCP server over streamable HTTP (yields its URL).
+demo_mcp = running_demo_mcp
 
 
 def agent_config(name: str, mcp_url: str, *, prompt: str = "You are a calculator.") -> AgentConfig:

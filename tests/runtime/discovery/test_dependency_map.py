@@ -74,12 +74,8 @@ async def test_the_live_map_shows_health_breakers_latency_and_dependents(
 def test_the_declared_map_of_the_examples() -> None:
     configs = configs_from_resources(load_manifest_files(sorted(EXAMPLES.glob("*.yaml"))))
     assert configs
-    builder = DependencyMapBuilder()
-    for agent in configs:
-        builder.add_agent(agent)
-    builder.add_state(
-        StateSettings(backend="redis", redis_url="redis://:secret@redis:6379/0"),
-        agents=[a.name for a in configs],
+    builder = DependencyMapBuilder.declared(
+        configs, StateSettings(backend="redis", redis_url="redis://:secret@redis:6379/0")
     )
     deps = builder.build()
 

@@ -197,34 +197,49 @@ class AgentService:
         await self._install_agent(loaded, tenant=tenant, created_at=created_at)
         return loaded
 
-    async def switch_agent(self, config: AgentConfig, source: AgentSource) -> LoadedAgent:
-        """Hot reload of a shared agent: build the new version next to the old one (its
-        model provider and tool connections opened), health-check it, and only then swap
-        it in; the old version's tools are closed once the turns running on it end.
+    async def switch_agent(
+        self,
+        config: AgentConfig,
+        source: AgentSource,
+        *,
+        tenant: str | None = None,
+        created_at: datetime | None = None,
+    ) -> LoadedAgent:
+        """Hot reload of a loaded agent (a config change, ``PUT /agents/{name}``): build
+        the new version next to the old one (its model provider and tool connections
+        opened), health-check it, and only then swap it in; the old version's tools are
+        closed once the turns running on it end.
 
         Checks: every tool server of the new version connected and listed its tools, and
-        serves its pinned tools as pinned (``ToolRegistry.check_failures``). A version that
-        fails them is closed and :class:`AgentReloadError` raised; the old version keeps
-        serving (rolled back)."""
+        serves its pinned tools as pinned (``ToolRegistry.check_failures``); a server that
+        failed them in the old version too is not held against the new one. A version
+        that fails them is closed and :class:`AgentReloadError` raised; the old version
+        keeps serving (rolled back)."""
+        key = agent_key(config.name, tenant)
+        current = self._loaded.get(key)
         candidate = await self._build_agent(config, source)
-        failed = candidate.tools.check_failures()
+        already = current.tools.check_failures() if current is not None else {}
+        failed = {
+            server: reason
+            for server, reason in candidate.tools.check_failures().items()
+            if server not in already  # failing before the change too: not its fault
+        }
         if failed:
             await candidate.tools.aclose()
             raise AgentReloadError(
                 f"agent {config.name!r}: the new configuration failed its health checks "
-                "and was rolled back: "
+                "and was rolled back; the old one keeps serving: "
                 + "; ".join(f"tool server {n!r}: {r}" for n, r in sorted(failed.items())),
                 agent=config.name,
                 failed=failed,
             )
-        previous = self._loaded.get(config.name)
-        record = await self._agents.get(config.name)
-        await self._install_agent(
-            candidate, tenant=None, created_at=record.created_at if record else None
-        )
+        if created_at is None:
+            record = await self._agents.get(key)
+            created_at = record.created_at if record else None
+        await self._install_agent(candidate, tenant=tenant, created_at=created_at)
         log.info(
             "agent switched over",
-            extra={"agent": config.name, "replaced": previous is not None},
+            extra={"agent": config.name, "replaced": current is not None},
         )
         return candidate
 
@@ -423,24 +438,9 @@ class AgentService:
         record = await self.get_agent(name, tenant=tenant)
         self._refuse_config_agent(record)
         config = self.resolve_agent(name, spec, tenant=record.tenant)
-        candidate = await self._build_agent(config, AgentSource.API)
-        current = self._loaded.get(record.key)
-        already = current.tools.check_failures() if current is not None else {}
-        failed = {
-            server: reason
-            for server, reason in candidate.tools.check_failures().items()
-            if server not in already  # failing before the change too: not its fault
-        }
-        if failed:
-            await candidate.tools.aclose()
-            raise AgentReloadError(
-                f"agent {name!r}: the new spec failed its health checks; the old one keeps "
-                "serving: "
-                + "; ".join(f"tool server {n!r}: {r}" for n, r in sorted(failed.items())),
-                agent=name,
-                failed=failed,
-            )
-        await self._install_agent(candidate, tenant=record.tenant, created_at=record.created_at)
+        await self.switch_agent(
+            config, AgentSource.API, tenant=record.tenant, created_at=record.created_at
+        )
         return await self.get_agent(name, tenant=tenant)
 
     def _refuse_config_agent(self, record: AgentRecord) -> None:

@@ -169,6 +169,19 @@ class DependencyMapBuilder:
             self._declare(dep_id, kind, target, agent)
         return self._deps[dep_id]
 
+    @classmethod
+    def declared(
+        cls, configs: Iterable[AgentConfig], state: StateSettings | None = None
+    ) -> DependencyMapBuilder:
+        """What ``configs`` (and the state backend ``state``) declare, nothing observed."""
+        builder = cls()
+        agents = list(configs)
+        for config in agents:
+            builder.add_agent(config)
+        if state is not None:
+            builder.add_state(state, agents=[config.name for config in agents])
+        return builder
+
     # -- observed ---------------------------------------------------------------------
 
     def mark(self, dep_id: str, health: Health, reason: str | None = None) -> None:

@@ -73,3 +73,23 @@ async def running_server(
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def running_demo_mcp() -> AsyncIterator[str]:
+    """The bundled demo MCP server over streamable HTTP on a free port; yields its URL."""
+    from fastapi import FastAPI
+    from starlette.routing import Mount
+
+    from agentfleet_runtime.tools.mcp.demo_server import demo_server_asgi
+
+    mcp_app, lifespan = demo_server_asgi()
+
+    @contextlib.asynccontextmanager
+    async def app_lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with lifespan():
+            yield
+
+    host = FastAPI(lifespan=app_lifespan, routes=[Mount("/mcp", app=mcp_app)])
+    async with running_server(host) as server:
+        yield f"{server.url}/mcp/"
