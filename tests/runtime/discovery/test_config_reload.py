@@ -10,6 +10,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 from agentfleet_crds.contract import ResolvedSecret
+from agentfleet_crds.v1alpha1.resiliencepolicy import ResiliencePolicySpec
 
 from .conftest import StartRuntime, agent_config, demo_mcp, write_config
 
@@ -203,3 +204,22 @@ async def test_secret_bindings_are_applied_live(
         result = await runtime.reload()
         assert result["report"]["secrets"]["removed"] == ["crm-token"]
         assert "crm-token" not in list(manager.names())
+
+
+async def test_a_resilience_policy_change_is_applied_live(start_runtime: StartRuntime) -> None:
+    async with demo_mcp() as mcp, start_runtime(agent_config("calc", mcp)) as runtime:
+        registry = runtime.app.state.resilience
+        before = registry.get_pipeline("mcp:demo").timeout
+
+        strict = agent_config("calc", mcp).model_copy(
+            update={
+                "resilience": ResiliencePolicySpec.model_validate({"http": {"timeoutSeconds": 3.5}})
+            }
+        )
+        write_config(runtime.config_path, strict)
+        result = await runtime.reload()
+
+        assert result["report"]["switched"] == ["calc"]
+        assert before != 3.5
+        assert registry.get_pipeline("mcp:demo").timeout == 3.5
+        assert (await runtime.turn("calc", "5*5"))["tool_calls"][0]["result"] == "25"
