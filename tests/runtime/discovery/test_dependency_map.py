@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,25 @@ def test_the_declared_map_of_the_examples() -> None:
             assert agent in ids[dep_id].dependents
     page = render_markdown(deps)
     assert page.count("classDef unknown") == 1
+
+
+async def test_the_cli_prints_the_live_map(start_runtime: StartRuntime, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agentfleet_runtime.cli import app
+
+    async with demo_mcp() as mcp, start_runtime(agent_config("calc", mcp)) as runtime:
+        out = tmp_path / "deps.md"
+        result = await asyncio.to_thread(
+            CliRunner().invoke, app, ["dependency-map", "--url", runtime.url, "-o", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        page = out.read_text()
+        assert page.startswith("# Dependency map")
+        assert "| `mcp:demo` | mcp-server |" in page
+
+        unreachable = await asyncio.to_thread(
+            CliRunner().invoke, app, ["dependency-map", "--url", "http://127.0.0.1:9"]
+        )
+        assert unreachable.exit_code == 1
+        assert "cannot reach" in unreachable.output
