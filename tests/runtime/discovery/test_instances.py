@@ -29,7 +29,13 @@ async def _until(runtime: ClusterRuntime, check: Any) -> list[dict[str, Any]]:
 
 
 async def test_a_replica_registers_what_it_runs(start_runtime: StartRuntime) -> None:
-    async with demo_mcp() as mcp, start_runtime(agent_config("calc", mcp)) as runtime:
+    slow_beats = {"discovery": {"config_poll_seconds": 3600, "heartbeat_seconds": 3600}}
+    async with (
+        demo_mcp() as mcp,
+        start_runtime(agent_config("calc", mcp), **slow_beats) as runtime,
+    ):
+        # the first beat (before the agents loaded) said not ready; once they loaded the
+        # replica wrote its record again at once, not an interval later
         items = await _until(runtime, lambda i: i and i[0]["ready"])
         (me,) = items
         assert me["id"] == runtime.app.state.replica

@@ -40,6 +40,7 @@ class InstanceHeartbeat:
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._wake = asyncio.Event()
         self.last_success: float | None = None
 
     @property
@@ -82,10 +83,16 @@ class InstanceHeartbeat:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="heartbeat")
 
+    def nudge(self) -> None:
+        """Write the record now rather than at the next interval (readiness changed)."""
+        self._wake.set()
+
     async def _run(self) -> None:
         while True:
             await self.beat()
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
 
     async def aclose(self, instance_id: str | None = None) -> None:
         """Stop; with ``instance_id``, deregister (a clean shutdown: not left stale)."""

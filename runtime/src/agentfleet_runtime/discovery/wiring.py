@@ -43,7 +43,9 @@ class Discovery:
     _apply_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def agents_loaded(self) -> None:
-        """Called once the start-up agents are loaded: now changes may be applied."""
+        """Called once the start-up agents are loaded: now changes may be applied, and
+        the registry hears at once that this replica is ready."""
+        self.heartbeat.nudge()
         if self.config_source is not None:
             self.config_source.start()
 
