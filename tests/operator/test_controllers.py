@@ -449,6 +449,33 @@ async def test_mcp_servers_are_probed_and_a_dead_one_never_stalls_the_operator(
             }
             assert schemas == expected
             assert sorted(schemas) == demo_server["status"]["tools"]
+
+            # Agents pinning the demo's tools: a matching pin is fine; a stale one (the
+            # server lists another schema) or a vanished tool flags the Agent Degraded.
+            def pinned(name: str, pins: dict[str, str]) -> dict[str, Any]:
+                ref = {
+                    "mcpServerRef": {"name": "demo"},
+                    "pinnedTools": [{"name": t, "inputSchemaHash": h} for t, h in pins.items()],
+                }
+                return resource(
+                    "Agent", name, {"model": {"provider": "fake", "name": "m"}, "tools": [ref]}
+                )
+
+            stale = "sha256:" + "0" * 64
+            await kube.create(AGENTS, NS, pinned("exact", {"calculate": schemas["calculate"]}))
+            await kube.create(AGENTS, NS, pinned("stale", {"calculate": stale, "vanished": stale}))
+
+            async def degraded(name: str) -> dict[str, Any] | None:
+                found = await kube.get(AGENTS, NS, name)
+                return found if condition(found, "Degraded").get("reason") else None
+
+            exact = await eventually(lambda: degraded("exact"), what="the exact pin's status")
+            assert condition(exact, "Degraded")["status"] == "False"
+            flagged = await eventually(lambda: degraded("stale"), what="the stale pin's status")
+            flag = condition(flagged, "Degraded")
+            assert (flag["status"], flag["reason"]) == ("True", "ToolSchemaChanged")
+            assert f"demo/calculate is listed as {schemas['calculate']}" in flag["message"]
+            assert "demo/vanished is no longer listed" in flag["message"]
             assert condition(demo_server, "ToolsListed")["status"] == "True"
             assert condition(demo_server)["status"] == "True"
             dead_server = await eventually(lambda: listed("dead"), what="the probe timing out")
@@ -456,3 +483,16 @@ async def test_mcp_servers_are_probed_and_a_dead_one_never_stalls_the_operator(
             assert condition(dead_server)["status"] == "True"  # usable: a status, not a block
     finally:
         dead.close()
+
+
+def test_a_servers_new_tool_schemas_requeue_the_agents_pinning_them() -> None:
+    from agentfleet_operator.handlers.triggers import _tool_schemas_changed
+
+    memo: Any = {}
+    body = {"status": {}}
+    assert not _tool_schemas_changed(None, body, memo)  # the initial listing
+    listed = {"status": {"toolSchemas": [{"name": "calc", "inputSchemaHash": "sha256:a"}]}}
+    assert _tool_schemas_changed("MODIFIED", listed, memo)  # the probe listed them
+    assert not _tool_schemas_changed("MODIFIED", listed, memo)  # the same again
+    changed = {"status": {"toolSchemas": [{"name": "calc", "inputSchemaHash": "sha256:b"}]}}
+    assert _tool_schemas_changed("MODIFIED", changed, memo)

@@ -206,3 +206,17 @@ def test_refresh_keeps_blocking_reasons() -> None:
 def test_refresh_waits_for_the_first_reconcile() -> None:
     assert refresh_status(None, READY, T0) is None
     assert refresh_status({"conditions": []}, READY, T0) is None
+
+
+def test_a_changed_tool_schema_degrades_a_ready_agent_and_survives_a_refresh() -> None:
+    flag = (Reason.TOOL_SCHEMA_CHANGED, "pinned tools withheld from the model: demo/calc")
+    reconciled = agent_status(
+        None, generation=3, outcome=Applied(ROLLING, degraded=flag), now=T0, config_hash="h"
+    )
+    assert by_type(reconciled)["Degraded"]["status"] == "True"
+    assert by_type(reconciled)["Degraded"]["reason"] == "ToolSchemaChanged"
+    refreshed = refresh_status(reconciled, READY, T1)
+    assert refreshed is not None
+    assert by_type(refreshed)["Ready"]["status"] == "True"  # it runs: Ready, but Degraded
+    assert by_type(refreshed)["Degraded"]["reason"] == "ToolSchemaChanged"
+    assert by_type(refreshed)["Degraded"]["message"] == flag[1]

@@ -56,6 +56,8 @@ class Reason(StrEnum):
     SECRET_NOT_FOUND = "SecretNotFound"
     MESH_NOT_AVAILABLE = "MeshNotAvailable"
     SECRET_SHADOWED = "SecretShadowed"
+    # Agent: a pinned tool's schema on its MCPServer differs from the pin.
+    TOOL_SCHEMA_CHANGED = "ToolSchemaChanged"
 
 
 #: Reasons meaning "the last reconcile did not apply the spec": a Deployment update must not
@@ -122,9 +124,12 @@ class DeploymentState:
 
 @dataclass(frozen=True)
 class Applied:
-    """The reconcile applied the spec; ``deployment`` is what the Deployment reports."""
+    """The reconcile applied the spec; ``deployment`` is what the Deployment reports;
+    ``degraded`` = (reason, message) when it runs but needs attention (the Deployment's
+    own trouble wins)."""
 
     deployment: DeploymentState | None
+    degraded: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,11 @@ def _desired(outcome: Outcome) -> list[_Desired]:
             _Desired(reconciling, false, outcome.reason, outcome.message),
             _Desired(degraded, true, outcome.reason, outcome.message),
         ]
-    fine = _Desired(degraded, false, Reason.AS_EXPECTED, "")
+    fine = (
+        _Desired(degraded, true, *outcome.degraded)
+        if outcome.degraded is not None
+        else _Desired(degraded, false, Reason.AS_EXPECTED, "")
+    )
     deployment = outcome.deployment
     if deployment is None or not deployment.observed:
         waiting = "Waiting for the Deployment controller to observe the new spec"
@@ -320,6 +329,19 @@ def blocked_outcome(status: Mapping[str, Any]) -> Blocked | None:
     return None
 
 
+def kept_attention(status: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A ``Degraded`` the last reconcile found that a Deployment change does not clear
+    (a pinned tool's schema changed)."""
+    for condition in parse_conditions(status.get("conditions")):
+        if (
+            condition.type == ConditionType.DEGRADED
+            and condition.status == ConditionStatus.TRUE
+            and condition.reason == Reason.TOOL_SCHEMA_CHANGED
+        ):
+            return condition.reason, condition.message
+    return None
+
+
 def refresh_status(
     status: Mapping[str, Any] | None, deployment: DeploymentState | None, now: datetime
 ) -> dict[str, Any] | None:
@@ -328,7 +350,9 @@ def refresh_status(
     Deployment does not run the current spec then."""
     if not status or status.get("observedGeneration") is None:
         return None
-    outcome: Outcome = blocked_outcome(status) or Applied(deployment)
+    outcome: Outcome = blocked_outcome(status) or Applied(
+        deployment, degraded=kept_attention(status)
+    )
     new = agent_status(status, generation=status["observedGeneration"], outcome=outcome, now=now)
     if deployment is not None and isinstance(outcome, Blocked):
         new["replicas"], new["readyReplicas"] = deployment.desired, deployment.ready

@@ -57,6 +57,8 @@ class AgentDependencies:
     #: MCPServers whose calls the service mesh retries.
     mesh_retried: set[str] = field(default_factory=set)
     invalid: dict[str, str] = field(default_factory=dict)
+    #: MCPServer → tool → input-schema hash, from its ``status.toolSchemas`` (the probe).
+    tool_schemas: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 async def _policy(
@@ -84,6 +86,13 @@ async def fetch_dependencies(context: OperatorContext, agent: Agent) -> AgentDep
             deps.mcp_servers[name] = MCPServer.model_validate(resource_body(raw))
         except ValidationError as exc:
             deps.invalid[f"MCPServer/{name}"] = "; ".join(describe_validation_error(exc))
+            continue
+        listed = (raw.get("status") or {}).get("toolSchemas") or []
+        deps.tool_schemas[name] = {
+            str(t["name"]): str(t["inputSchemaHash"])
+            for t in listed
+            if isinstance(t, Mapping) and "name" in t and "inputSchemaHash" in t
+        }
     ref = agent.spec.resilience_policy_ref
     if ref is not None:
         deps.policy = await _policy(client, namespace, ref.name, deps)
@@ -157,7 +166,10 @@ async def reconcile(context: OperatorContext, raw: Mapping[str, Any]) -> Reconci
         return blocked(Reason.APPLY_FAILED, str(exc), settings.apply_retry_seconds)
 
     deployment = report.get("Deployment", rendered.deployment["metadata"]["name"])
-    outcome = Applied(DeploymentState.from_body(deployment) if deployment else None)
+    outcome = Applied(
+        DeploymentState.from_body(deployment) if deployment else None,
+        degraded=pin_mismatches(agent, deps.tool_schemas),
+    )
     status = agent_status(
         previous,
         generation=generation,
@@ -167,6 +179,34 @@ async def reconcile(context: OperatorContext, raw: Mapping[str, Any]) -> Reconci
         endpoint=rendered.endpoint,
     )
     return ReconcileResult(status, outcome, changed=report.changed)
+
+
+def pin_mismatches(
+    agent: Agent, tool_schemas: Mapping[str, Mapping[str, str]]
+) -> tuple[str, str] | None:
+    """``(ToolSchemaChanged, message)`` when a tool the Agent pins is listed by its
+    MCPServer (``status.toolSchemas``, from the operator's probe) with another input-schema
+    hash, or not at all. The runtime withholds such a tool from the model; this makes it
+    visible on the Agent. Servers not probed yet (no ``toolSchemas``) are not judged."""
+    problems: list[str] = []
+    for ref in agent.spec.tools:
+        pins = ref.pins()
+        server = ref.mcp_server_ref.name
+        listed = tool_schemas.get(server)
+        if not pins or not listed:
+            continue
+        for tool, pinned in sorted(pins.items()):
+            actual = listed.get(tool)
+            if actual is None:
+                problems.append(f"{server}/{tool} is no longer listed")
+            elif actual != pinned:
+                problems.append(f"{server}/{tool} is listed as {actual}")
+    if not problems:
+        return None
+    return (
+        Reason.TOOL_SCHEMA_CHANGED,
+        "pinned tools withheld from the model: " + "; ".join(problems),
+    )
 
 
 def _ns_name(agent: Agent) -> tuple[str, str]:

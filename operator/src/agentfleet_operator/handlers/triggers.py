@@ -58,6 +58,7 @@ OWNED_MESH_RESOURCES: tuple[tuple[str, str], ...] = (
 )
 MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
 SEEN_GENERATION = "agentfleet_seen_generation"
+SEEN_TOOL_SCHEMAS = "agentfleet_seen_tool_schemas"
 SEEN_AGENTS = "agentfleet_seen_agents"
 
 
@@ -83,6 +84,16 @@ def _spec_changed(type_: str | None, body: Mapping[str, Any], memo: kopf.Memo) -
     if type_ in ("ADDED", "DELETED"):
         return True
     return seen != generation
+
+
+def _tool_schemas_changed(type_: str | None, body: Mapping[str, Any], memo: kopf.Memo) -> bool:
+    """An MCPServer's probe listed other tool schemas: the Agents pinning its tools
+    re-check their pins (``Degraded=True ToolSchemaChanged``)."""
+    schemas = (body.get("status") or {}).get("toolSchemas")
+    known = SEEN_TOOL_SCHEMAS in memo
+    seen = memo.get(SEEN_TOOL_SCHEMAS)
+    memo[SEEN_TOOL_SCHEMAS] = schemas
+    return type_ == "MODIFIED" and known and seen != schemas
 
 
 def _needs_reconcile(type_: str | None, body: Mapping[str, Any]) -> bool:
@@ -198,7 +209,7 @@ async def dependency_event(
         _forget(context, kind, namespace, name, body)
     elif _needs_reconcile(type, body):
         _enqueue(context, kind, namespace, name)
-    if _spec_changed(type, body, memo):
+    if _spec_changed(type, body, memo) or _tool_schemas_changed(type, body, memo):
         _enqueue_referrers(context, kind, namespace, name, set())
 
 
