@@ -187,6 +187,7 @@ def create_app(
             replica=replica,
             broadcast=state.broadcast,
             closed=mcp_servers_routes.close_removed(service),
+            changed=mcp_servers_routes.switch_changed(service),
         )
         await mcp_sync.try_load()  # Redis failing: the resync loop tries again
         state.control_handlers.append(mcp_sync.on_control)

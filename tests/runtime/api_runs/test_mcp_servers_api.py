@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from mcp.server import MCPServer
 from starlette.routing import Mount
 
-from agentfleet_runtime.testing.servers import running_server
+from agentfleet_runtime.testing.servers import running_demo_mcp, running_server
 from agentfleet_runtime.tools.mcp.demo_server import demo_server_asgi
 
 from .conftest import ADMIN, OTHER, READER, Api, MakeApi
@@ -259,3 +259,49 @@ async def test_pinned_tools_versions_and_a_failed_refresh_over_the_api(make_api:
         problem = failed.json()
         assert problem["type"].endswith("/mcp-reload-failed")
         assert problem["agents"]["pinner"]["outcome"] == "rolled_back"
+
+
+async def test_a_registered_server_is_changed_in_place_with_a_switch_over(
+    api: Api, demo_mcp_url: str
+) -> None:
+    async with running_demo_mcp() as second:
+        body = {"name": "remote", "spec": {"url": demo_mcp_url}}
+        created = await api.client.post("/api/v1/mcp-servers", json=body, headers=api.as_())
+        assert created.status_code == 201, created.text
+        assert (await api.create_agent("user", ("remote",))).status_code == 201
+        loaded = api.app.state.service.loaded_agent("user", tenant="default")
+        first_connection = loaded.tools.servers()["remote"]
+
+        moved = await api.client.put(
+            "/api/v1/mcp-servers/remote", json={"spec": {"url": second}}, headers=api.as_()
+        )
+
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["url"] == second
+        now = loaded.tools.servers()["remote"]
+        assert now is not first_connection  # switched over: a new connection...
+        assert now.config.url == second  # ...to the new definition
+        assert loaded.tools.health()["remote"].status == "available"
+        shown = (await api.get("/api/v1/mcp-servers/remote")).json()
+        assert shown["url"] == second
+
+        # a definition that fails its checks changes nothing: the old one keeps serving
+        dead = await api.client.put(
+            "/api/v1/mcp-servers/remote",
+            json={"spec": {"url": "http://127.0.0.1:9/mcp/"}},
+            headers=api.as_(),
+        )
+        assert dead.status_code == 502, dead.text
+        assert dead.json()["type"].endswith("/mcp-reload-failed")
+        assert loaded.tools.servers()["remote"] is now
+        assert (await api.get("/api/v1/mcp-servers/remote")).json()["url"] == second
+
+        # another tenant cannot see it; manifests' servers are read-only
+        other = await api.client.put(
+            "/api/v1/mcp-servers/remote", json={"spec": {"url": second}}, headers=api.as_(OTHER)
+        )
+        assert other.status_code == 404
+        config = await api.client.put(
+            "/api/v1/mcp-servers/demo", json={"spec": {"url": second}}, headers=api.as_()
+        )
+        assert config.status_code == 409

@@ -290,3 +290,38 @@ async def test_sessions_filter_by_tenant(backend: StateBackend) -> None:
     await backend.sessions.put(SessionRecord(id="s1", agent="x", tenant="a"))
     await backend.sessions.put(SessionRecord(id="s2", agent="x", tenant="b"))
     assert [s.id for s in await backend.sessions.list(tenant="b")] == ["s2"]
+
+
+async def test_a_changed_mcp_server_reaches_the_other_replicas(backend: StateBackend) -> None:
+    from agentfleet_crds.contract import ResolvedMCPServer
+    from agentfleet_crds.v1alpha1 import MCPTransport
+    from agentfleet_runtime.state.mcp_registry import MCPServerSync
+    from agentfleet_runtime.tools.catalog import MCPServerCatalog
+
+    def server(url: str) -> ResolvedMCPServer:
+        return ResolvedMCPServer(name="remote", transport=MCPTransport.STREAMABLE_HTTP, url=url)
+
+    heard: list[set[str]] = []
+
+    async def changed(names: set[str]) -> None:
+        heard.append(names)
+
+    async def nobody(_: dict[str, object]) -> None:
+        return None
+
+    here, there = MCPServerCatalog(), MCPServerCatalog()
+    a = MCPServerSync(backend.mcp_servers, here, replica="a", broadcast=nobody)
+    b = MCPServerSync(backend.mcp_servers, there, replica="b", broadcast=nobody, changed=changed)
+    registered = await a.register(server("http://one/mcp"), tenant="t")
+    await b.load()
+    assert heard == [{"remote"}]
+    assert there["remote"].url == "http://one/mcp"
+
+    replaced = await a.replace(server("http://two/mcp"), tenant="t")
+    assert replaced.created_at == registered.created_at
+    assert here["remote"].url == "http://two/mcp"
+    await b.load()
+    assert heard[-1] == {"remote"}
+    assert there["remote"].url == "http://two/mcp"
+    await b.load()  # nothing changed since
+    assert len(heard) == 2

@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 
 from agentfleet_crds.contract import ResolvedMCPServer
-from agentfleet_runtime.errors import ConflictError
+from agentfleet_runtime.errors import ConflictError, NotFoundError
 from agentfleet_runtime.observability import metrics
 from agentfleet_runtime.state.base import utcnow
 from agentfleet_runtime.state.redis_client import Keys, text, translate_errors
@@ -65,6 +65,10 @@ class MCPServerRegistry(Protocol):
 
     async def remove(self, name: str) -> bool: ...
 
+    async def replace(self, registration: MCPRegistration) -> bool:
+        """Change a registration in place; False if there is none of that name."""
+        ...
+
     async def list(self) -> list[MCPRegistration]: ...
 
 
@@ -80,6 +84,12 @@ class MemoryMCPServerRegistry:
 
     async def remove(self, name: str) -> bool:
         return self._items.pop(name, None) is not None
+
+    async def replace(self, registration: MCPRegistration) -> bool:
+        if registration.name not in self._items:
+            return False
+        self._items[registration.name] = registration
+        return True
 
     async def list(self) -> list[MCPRegistration]:
         return list(self._items.values())
@@ -100,6 +110,13 @@ class RedisMCPServerRegistry:
         return bool(await self._r.hdel(self._key, name))
 
     @translate_errors
+    async def replace(self, registration: MCPRegistration) -> bool:
+        if not await self._r.hexists(self._key, registration.name):
+            return False
+        await self._r.hset(self._key, registration.name, registration.model_dump_json())
+        return True
+
+    @translate_errors
     async def list(self) -> list[MCPRegistration]:
         raw: dict[Any, Any] = await self._r.hgetall(self._key)
         return [MCPRegistration.model_validate_json(text(v)) for v in raw.values()]
@@ -118,13 +135,17 @@ class MCPServerSync:
         replica: str,
         broadcast: Callable[[dict[str, Any]], Awaitable[None]],
         closed: Callable[[set[str]], Awaitable[None]] | None = None,
+        changed: Callable[[set[str]], Awaitable[None]] | None = None,
         resync_seconds: float = 30.0,
     ) -> None:
+        """``changed``: called with the names of servers registered or changed elsewhere
+        (agents here using a changed one switch their connections over)."""
         self._registry = registry
         self._catalog = catalog
         self._replica = replica
         self._broadcast = broadcast
         self._closed = closed
+        self._changed_here = changed
         self._resync = resync_seconds
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -152,6 +173,8 @@ class MCPServerSync:
             )
         if removed and self._closed is not None:
             await self._closed(removed)
+        if added and self._changed_here is not None:
+            await self._changed_here(added)
 
     async def register(self, config: ResolvedMCPServer, *, tenant: str) -> MCPServerEntry:
         """Register ``config`` for ``tenant`` on every replica (409 if the name is taken,
@@ -162,6 +185,23 @@ class MCPServerSync:
         if not await self._registry.add(registration):
             await self.load()  # another replica was first: learn about it now
             raise _taken(config.name)
+        entry = self._catalog.register(config, tenant=tenant, created_at=registration.created_at)
+        await self._changed()
+        return entry
+
+    async def replace(self, config: ResolvedMCPServer, *, tenant: str) -> MCPServerEntry:
+        """Change a registered server's definition on every replica (this one has already
+        switched its agents over)."""
+        current = self._catalog.entry(config.name)
+        created = current.created_at if current is not None else None
+        registration = MCPRegistration(config=config, tenant=tenant)
+        if created is not None:
+            registration.created_at = created
+        if not await self._registry.replace(registration):
+            raise NotFoundError(
+                f"MCP server {config.name!r} does not exist", mcp_server=config.name
+            )
+        self._catalog.unregister(config.name)
         entry = self._catalog.register(config, tenant=tenant, created_at=registration.created_at)
         await self._changed()
         return entry

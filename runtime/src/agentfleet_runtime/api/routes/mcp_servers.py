@@ -57,6 +57,7 @@ from agentfleet_runtime.tools.catalog import (
     reload_server,
     server_state,
     server_tools,
+    users,
 )
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,77 @@ async def register_mcp_server(
     return _public(service, entry, [])
 
 
+class MCPServerUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"spec": {"url": "https://files-v2.example.com/mcp"}}]},
+    )
+
+    spec: MCPServerSpec = Field(description="The server's new spec (replaces the old one).")
+
+
+@router.put(
+    "/{name}",
+    summary="Change a registered MCP server (hot reload; not in cluster mode)",
+    description="Replaces the spec of a server registered through the API. Every agent "
+    "using it switches over: a NEW connection to the new definition is opened and checked "
+    "(handshake and protocol version, tool listing, pinned tool schemas) before it replaces "
+    "the old one, whose calls in flight finish first. When the new definition fails its "
+    "checks for an agent here, nothing changes (the old definition keeps serving) and the "
+    "answer is 502 `mcp-reload-failed`; a server no agent uses is probed first (502/504 "
+    "when it cannot be reached). Other replicas switch over when they hear of the change. "
+    "Servers from manifests: 409 `read-only`.",
+    responses=problem_responses(403, 404, 409, 422, 502, 504),
+)
+async def replace_mcp_server(
+    name: str, body: MCPServerUpdate, service: Service, caller: Admin, request: Request
+) -> MCPServerPublic:
+    _writable(request)
+    entry = _entry(service, name, caller.tenant)
+    if entry.source is MCPServerSource.CONFIG:
+        raise ReadOnlyError(
+            f"MCP server {name!r} comes from the runtime config (an MCPServer manifest); "
+            "change the manifest instead",
+            mcp_server=name,
+        )
+    if body.spec.stdio is not None and not _operator(request, caller):
+        raise ForbiddenError("only admins of the operator tenant register stdio MCP servers")
+    server = MCPServer(metadata=MCPServerMeta(name=name), spec=body.spec)
+    try:
+        config = resolve_mcp_server(
+            server, secrets_dir=str(request.app.state.settings.secrets_dir), in_cluster=False
+        )
+    except UnresolvableError as exc:
+        raise InvalidRequestError(str(exc), field="body.spec") from exc
+    registries = service.tool_registries()
+    if not users(name, registries):
+        await server_tools(config, registries)  # raises when unreachable
+    results = await reload_server(name, registries, config)
+    failed = {agent: r for agent, r in results.items() if r.outcome != "switched"}
+    if failed:
+        for agent in set(results) - set(failed):  # back to the definition in force
+            await registries[agent].reload(name, entry.config)
+        visible = {_name(k): r for k, r in failed.items() if _visible(k, caller.tenant)}
+        raise ReloadFailedError(
+            f"MCP server {name!r}: the new definition failed its checks; the old one keeps "
+            "serving: "
+            + "; ".join(f"agent {a!r} ({r.outcome}): {r.reason}" for a, r in visible.items()),
+            dependency=f"mcp:{name}",
+            mcp_server=name,
+            agents={a: {"outcome": r.outcome, "reason": r.reason} for a, r in visible.items()},
+        )
+    updated = await _sync(request).replace(config, tenant=entry.tenant or caller.tenant)
+    audit(
+        request,
+        caller,
+        "mcp_server.replaced",
+        subject_type="mcp_server",
+        subject=name,
+        transport=config.transport.value,
+    )
+    return _public(service, updated, await _users(service, name, caller.tenant))
+
+
 @router.get("/{name}", summary="Get an MCP server", responses=problem_responses(404))
 async def get_mcp_server(name: str, service: Service, caller: Reader) -> MCPServerPublic:
     """An MCP server's definition and connection state."""
@@ -400,6 +472,29 @@ def refresh_handler(service: AgentService, replica: str) -> ControlHandler:
         task.add_done_callback(running.discard)
 
     return handle
+
+
+def switch_changed(service: AgentService) -> Callable[[set[str]], Awaitable[None]]:
+    """What to do here when servers were changed on another replica: agents here using
+    one switch over to its new definition (checked first; a failing one keeps the old
+    connection and is logged)."""
+
+    async def changed(names: set[str]) -> None:
+        registries = service.tool_registries()
+        for name in sorted(names):
+            config = service.mcp_servers.get(name)
+            if config is None or not users(name, registries):
+                continue
+            results = await reload_server(name, registries, config)
+            for agent, result in results.items():
+                if result.outcome != "switched":
+                    log.warning(
+                        "MCP server changed elsewhere: the new definition failed its checks "
+                        "here; the old connection keeps serving",
+                        extra={"mcp_server": name, "agent": agent, "reason": result.reason},
+                    )
+
+    return changed
 
 
 def close_removed(service: AgentService) -> Callable[[set[str]], Awaitable[None]]:
