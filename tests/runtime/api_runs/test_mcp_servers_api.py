@@ -7,12 +7,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
 from mcp.server import MCPServer
-from starlette.routing import Mount
 
-from agentfleet_runtime.testing.servers import running_demo_mcp, running_server
-from agentfleet_runtime.tools.mcp.demo_server import demo_server_asgi
+from agentfleet_runtime.testing.servers import running_demo_mcp
 
 from .conftest import ADMIN, OTHER, READER, Api, MakeApi
 
@@ -27,16 +24,8 @@ async def changing_server() -> AsyncIterator[tuple[MCPServer, str]]:
         """Answer pong."""
         return "pong"
 
-    mcp_app, lifespan = demo_server_asgi(server=server)
-
-    @contextlib.asynccontextmanager
-    async def app_lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with lifespan():
-            yield
-
-    host = FastAPI(lifespan=app_lifespan, routes=[Mount("/mcp", app=mcp_app)])
-    async with running_server(host) as running:
-        yield server, f"{running.url}/mcp/"
+    async with running_demo_mcp(server) as url:
+        yield server, url
 
 
 async def test_config_servers_are_listed_with_state_tools_and_agents(api: Api) -> None:

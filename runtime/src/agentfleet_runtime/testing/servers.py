@@ -7,10 +7,13 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import uvicorn
 from starlette.types import ASGIApp
+
+if TYPE_CHECKING:
+    from mcp.server import MCPServer
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -76,14 +79,15 @@ async def running_server(
 
 
 @contextlib.asynccontextmanager
-async def running_demo_mcp() -> AsyncIterator[str]:
-    """The bundled demo MCP server over streamable HTTP on a free port; yields its URL."""
+async def running_demo_mcp(server: MCPServer | None = None) -> AsyncIterator[str]:
+    """The bundled demo MCP server (or ``server``) over streamable HTTP on a free port;
+    yields its URL."""
     from fastapi import FastAPI
     from starlette.routing import Mount
 
     from agentfleet_runtime.tools.mcp.demo_server import demo_server_asgi
 
-    mcp_app, lifespan = demo_server_asgi()
+    mcp_app, lifespan = demo_server_asgi(server=server)
 
     @contextlib.asynccontextmanager
     async def app_lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -91,5 +95,5 @@ async def running_demo_mcp() -> AsyncIterator[str]:
             yield
 
     host = FastAPI(lifespan=app_lifespan, routes=[Mount("/mcp", app=mcp_app)])
-    async with running_server(host) as server:
-        yield f"{server.url}/mcp/"
+    async with running_server(host) as running:
+        yield f"{running.url}/mcp/"

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentfleet_crds.contract import UnresolvableError, resolve_mcp_server
+from agentfleet_crds.contract import ResolvedMCPServer, UnresolvableError, resolve_mcp_server
 from agentfleet_crds.toolschema import input_schema_hash
 from agentfleet_crds.v1alpha1.common import DNS_1035_LABEL
 from agentfleet_crds.v1alpha1.mcpserver import (
@@ -59,6 +59,7 @@ from agentfleet_runtime.tools.catalog import (
     server_tools,
     users,
 )
+from agentfleet_runtime.tools.registry import ReloadResult
 
 log = logging.getLogger(__name__)
 
@@ -238,15 +239,7 @@ async def register_mcp_server(
     body: MCPServerCreate, service: Service, caller: Admin, request: Request
 ) -> MCPServerPublic:
     _writable(request)
-    if body.spec.stdio is not None and not _operator(request, caller):
-        raise ForbiddenError("only admins of the operator tenant register stdio MCP servers")
-    server = MCPServer(metadata=MCPServerMeta(name=body.name), spec=body.spec)
-    try:
-        config = resolve_mcp_server(
-            server, secrets_dir=str(request.app.state.settings.secrets_dir), in_cluster=False
-        )
-    except UnresolvableError as exc:
-        raise InvalidRequestError(str(exc), field="body.spec") from exc
+    config = _resolve(request, caller, body.name, body.spec)
     entry = await _sync(request).register(config, tenant=caller.tenant)
     audit(
         request,
@@ -286,21 +279,8 @@ async def replace_mcp_server(
 ) -> MCPServerPublic:
     _writable(request)
     entry = _entry(service, name, caller.tenant)
-    if entry.source is MCPServerSource.CONFIG:
-        raise ReadOnlyError(
-            f"MCP server {name!r} comes from the runtime config (an MCPServer manifest); "
-            "change the manifest instead",
-            mcp_server=name,
-        )
-    if body.spec.stdio is not None and not _operator(request, caller):
-        raise ForbiddenError("only admins of the operator tenant register stdio MCP servers")
-    server = MCPServer(metadata=MCPServerMeta(name=name), spec=body.spec)
-    try:
-        config = resolve_mcp_server(
-            server, secrets_dir=str(request.app.state.settings.secrets_dir), in_cluster=False
-        )
-    except UnresolvableError as exc:
-        raise InvalidRequestError(str(exc), field="body.spec") from exc
+    _refuse_config_server(entry, "change the manifest instead")
+    config = _resolve(request, caller, name, body.spec)
     registries = service.tool_registries()
     if not users(name, registries):
         await server_tools(config, registries)  # raises when unreachable
@@ -310,13 +290,8 @@ async def replace_mcp_server(
         for agent in set(results) - set(failed):  # back to the definition in force
             await registries[agent].reload(name, entry.config)
         visible = {_name(k): r for k, r in failed.items() if _visible(k, caller.tenant)}
-        raise ReloadFailedError(
-            f"MCP server {name!r}: the new definition failed its checks; the old one keeps "
-            "serving: "
-            + "; ".join(f"agent {a!r} ({r.outcome}): {r.reason}" for a, r in visible.items()),
-            dependency=f"mcp:{name}",
-            mcp_server=name,
-            agents={a: {"outcome": r.outcome, "reason": r.reason} for a, r in visible.items()},
+        raise _reload_failed(
+            name, "the new definition failed its checks; the old one keeps serving: ", visible
         )
     updated = await _sync(request).replace(config, tenant=entry.tenant or caller.tenant)
     audit(
@@ -403,16 +378,8 @@ async def refresh_mcp_server(
     results = {_name(k): r for k, r in results.items() if _visible(k, caller.tenant)}
     failed = {agent: r for agent, r in results.items() if r.outcome != "switched"}
     if failed:
-        raise ReloadFailedError(
-            f"MCP server {name!r}: the new connection failed its checks for "
-            + "; ".join(
-                f"agent {agent!r} ({r.outcome}): {r.reason}" for agent, r in failed.items()
-            ),
-            dependency=f"mcp:{name}",
-            mcp_server=name,
-            agents={
-                agent: {"outcome": r.outcome, "reason": r.reason} for agent, r in results.items()
-            },
+        raise _reload_failed(
+            name, "the new connection failed its checks for ", failed, reported=results
         )
     return _public(service, entry, await _users(service, name, caller.tenant))
 
@@ -430,12 +397,7 @@ async def unregister_mcp_server(
 ) -> None:
     _writable(request)
     entry = _entry(service, name, caller.tenant)
-    if entry.source is MCPServerSource.CONFIG:
-        raise ReadOnlyError(
-            f"MCP server {name!r} comes from the runtime config (an MCPServer manifest); "
-            "change or delete the manifest instead",
-            mcp_server=name,
-        )
+    _refuse_config_server(entry, "change or delete the manifest instead")
     using = await _users(service, name, None)
     if using:
         raise ConflictError(
@@ -445,6 +407,51 @@ async def unregister_mcp_server(
         )
     await _sync(request).unregister(name)
     audit(request, caller, "mcp_server.unregistered", subject_type="mcp_server", subject=name)
+
+
+def _resolve(
+    request: Request, caller: Principal, name: str, spec: MCPServerSpec
+) -> ResolvedMCPServer:
+    """How this runtime reaches the server ``spec`` describes (422 when it cannot:
+    ``hosted`` needs the operator); ``stdio`` runs a command on the runtime's host, so
+    only the operator tenant's admins may define one."""
+    if spec.stdio is not None and not _operator(request, caller):
+        raise ForbiddenError("only admins of the operator tenant register stdio MCP servers")
+    server = MCPServer(metadata=MCPServerMeta(name=name), spec=spec)
+    try:
+        return resolve_mcp_server(
+            server, secrets_dir=str(request.app.state.settings.secrets_dir), in_cluster=False
+        )
+    except UnresolvableError as exc:
+        raise InvalidRequestError(str(exc), field="body.spec") from exc
+
+
+def _refuse_config_server(entry: MCPServerEntry, instead: str) -> None:
+    if entry.source is MCPServerSource.CONFIG:
+        raise ReadOnlyError(
+            f"MCP server {entry.name!r} comes from the runtime config (an MCPServer "
+            f"manifest); {instead}",
+            mcp_server=entry.name,
+        )
+
+
+def _reload_failed(
+    name: str,
+    lead: str,
+    failed: Mapping[str, ReloadResult],
+    *,
+    reported: Mapping[str, ReloadResult] | None = None,
+) -> ReloadFailedError:
+    """502 ``mcp-reload-failed``: ``failed`` agents in the message, each of ``reported``
+    (default: the failed ones) with its outcome and reason in ``agents``."""
+    shown = failed if reported is None else reported
+    return ReloadFailedError(
+        f"MCP server {name!r}: {lead}"
+        + "; ".join(f"agent {agent!r} ({r.outcome}): {r.reason}" for agent, r in failed.items()),
+        dependency=f"mcp:{name}",
+        mcp_server=name,
+        agents={agent: {"outcome": r.outcome, "reason": r.reason} for agent, r in shown.items()},
+    )
 
 
 def _sync(request: Request) -> MCPServerSync:
