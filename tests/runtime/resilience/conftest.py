@@ -15,6 +15,7 @@ from agentfleet_crds.v1alpha1.resiliencepolicy import (
 )
 from agentfleet_runtime.resilience import ManualClock, ResilienceRegistry, ResilienceSettings
 from agentfleet_runtime.resilience.events import ResilienceEvent, metrics_and_logs
+from agentfleet_runtime.state.settings import StateSettings
 
 
 def category(
@@ -40,6 +41,14 @@ def category(
             failure_threshold=threshold, recovery_timeout_seconds=recovery
         ),
         **extra,
+    )
+
+
+def failing_fast_redis(url: str) -> StateSettings:
+    """The Redis state backend with short timeouts: a stopped server is noticed in about a
+    second, so degraded-mode tests do not wait on the defaults."""
+    return StateSettings(
+        backend="redis", redis_url=url, connect_timeout_seconds=0.5, socket_timeout_seconds=1.0
     )
 
 

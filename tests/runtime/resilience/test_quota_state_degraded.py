@@ -15,12 +15,11 @@ from agentfleet_runtime.config import TenancySettings
 from agentfleet_runtime.resilience import ManualClock, ResilienceSettings
 from agentfleet_runtime.state.fallback import StateUnavailableError
 from agentfleet_runtime.state.idempotency import IdempotencyRecord
-from agentfleet_runtime.state.settings import StateSettings
 from agentfleet_runtime.tenants import TenantQuotas
 from agentfleet_runtime.testing.fake_provider import RunningFakeProvider
 from agentfleet_runtime.testing.redis import RedisServer
 
-from .conftest import category, make_registry, policy
+from .conftest import category, failing_fast_redis, make_registry, policy
 from .test_runtime import ADMIN, runtime
 from .test_state_degraded import durable_redis, guarded_state
 
@@ -71,12 +70,7 @@ async def test_quotas_fail_open_and_idempotency_fails_fast_while_redis_is_down(
 async def test_turns_run_and_keyed_creations_are_refused_while_redis_is_down(
     fake_provider: RunningFakeProvider, durable_redis: RedisServer
 ) -> None:
-    state = StateSettings(
-        backend="redis",
-        redis_url=durable_redis.url,
-        connect_timeout_seconds=0.5,
-        socket_timeout_seconds=1.0,
-    )
+    state = failing_fast_redis(durable_redis.url)
     async with runtime(
         fake_provider,
         policy(llm=category(attempts=1)),

@@ -27,7 +27,7 @@ from agentfleet_runtime.state.settings import StateSettings
 from agentfleet_runtime.testing.fake_provider import RunningFakeProvider
 from agentfleet_runtime.testing.redis import RedisServer, running_redis
 
-from .conftest import Recorder, category, make_registry, policy
+from .conftest import Recorder, category, failing_fast_redis, make_registry, policy
 from .test_runtime import ADMIN, runtime
 
 DATABASE = policy(database=category(attempts=2, threshold=2, base_delay=0, timeout=0.5))
@@ -249,12 +249,7 @@ async def test_a_stalled_server_times_out_and_is_retried_on_a_fresh_connection()
 async def test_a_turn_runs_while_redis_is_down_and_is_in_redis_after_the_restart(
     fake_provider: RunningFakeProvider, durable_redis: RedisServer
 ) -> None:
-    state = StateSettings(
-        backend="redis",
-        redis_url=durable_redis.url,
-        connect_timeout_seconds=0.5,
-        socket_timeout_seconds=1.0,
-    )
+    state = failing_fast_redis(durable_redis.url)
     async with runtime(
         fake_provider,
         policy(llm=category(attempts=1)),
