@@ -124,7 +124,7 @@ def create_app(
                     secrets, consumer=consumer, model_api_keys=settings.secrets.model_api_keys
                 ),
             ),
-            http_limits=settings.pools.model_http.limits(),
+            http_pool=settings.pools.pool(settings.pools.model_http),
         )
         disconnect_secrets = connect_provider_pool(
             secrets,
@@ -213,7 +213,7 @@ def create_app(
         )
         service.drain_seconds = settings.discovery.drain_seconds
         service.tool_list_ttl = settings.pools.tool_list_ttl_seconds
-        service.mcp_http_limits = settings.pools.mcp_http.limits()
+        service.mcp_http_pool = settings.pools.pool(settings.pools.mcp_http)
 
         async def not_ready_detail() -> str | None:
             reason = await not_ready(app.state)

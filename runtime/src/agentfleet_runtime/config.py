@@ -19,6 +19,7 @@ from agentfleet_runtime.api.ratelimit import ApiRateLimitSettings
 from agentfleet_runtime.artifacts.settings import ArtifactSettings
 from agentfleet_runtime.auth.settings import TENANT_PATTERN, AuthSettings
 from agentfleet_runtime.observability.settings import ObservabilitySettings
+from agentfleet_runtime.outbound_http import HttpPool, HttpTransportKind
 from agentfleet_runtime.realtime.settings import RealtimeSettings
 from agentfleet_runtime.resilience.options import ResilienceSettings
 from agentfleet_runtime.scheduling import SchedulingSettings
@@ -74,6 +75,10 @@ class PoolSettings(BaseModel):
     """``AGENTFLEET_POOLS__*``: connection pools and caches (docs/performance.md#pools-and-caches).
     The Redis pool is ``AGENTFLEET_STATE__MAX_CONNECTIONS``."""
 
+    #: What sends outbound HTTP (model SDKs, MCP servers): ``aiohttp`` (the default,
+    #: cheaper per request) or ``httpx`` (httpx's own transport; HTTP/2 lives there).
+    #: docs/performance.md#pools-and-caches
+    http_transport: HttpTransportKind = "aiohttp"
     #: One pool per model upstream (provider, base URL, key), shared by every agent.
     model_http: HttpPoolSettings = Field(default_factory=HttpPoolSettings)
     #: One pool per streamable-HTTP MCP connection.
@@ -84,6 +89,10 @@ class PoolSettings(BaseModel):
     #: background (a reload or a ``tools/list_changed`` notification invalidates it
     #: at once); 0: never re-listed on a timer.
     tool_list_ttl_seconds: float = Field(default=300.0, ge=0, le=86_400)
+
+    def pool(self, settings: HttpPoolSettings) -> HttpPool:
+        """One of the pools above, on the configured transport."""
+        return HttpPool(settings.limits(), self.http_transport)
 
 
 class DiscoverySettings(BaseModel):

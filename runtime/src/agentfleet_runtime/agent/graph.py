@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Protocol, TypedDict
 
-import structlog
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -149,11 +148,9 @@ async def call_model(
     )
     if ctx.models is not None:
         # The chain records call metrics, tokens and cost per model that answered. Its
-        # log lines (retries, breaker transitions...) carry the turn's correlation ids.
-        with structlog.contextvars.bound_contextvars(
-            agent=ctx.agent, session_id=ctx.session_id, turn_id=ctx.turn_id
-        ):
-            response = await _ask_models(ctx, ctx.models, request)
+        # log lines (retries, breaker transitions...) carry the turn's correlation ids,
+        # bound around the whole graph by the AgentService.
+        response = await _ask_models(ctx, ctx.models, request)
     else:
         started = time.perf_counter()
         outcome = "error"
@@ -303,10 +300,7 @@ async def run_tools(state: AgentState, runtime: Runtime[TurnContext]) -> dict[st
         await ctx.report(EventType.TOOL_RESULT, reported)
         return message
 
-    with structlog.contextvars.bound_contextvars(
-        agent=ctx.agent, session_id=ctx.session_id, turn_id=ctx.turn_id
-    ):
-        results = list(await asyncio.gather(*(run(call) for call in calls)))
+    results = list(await asyncio.gather(*(run(call) for call in calls)))
     ctx.produced.extend(results)
     return {"messages": results}
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx2
+import structlog
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Durability
 from pydantic import BaseModel
@@ -35,6 +35,7 @@ from agentfleet_runtime.errors import (
 from agentfleet_runtime.loader import resolve_agent
 from agentfleet_runtime.messages import Message, user_message
 from agentfleet_runtime.observability import metrics, tracing
+from agentfleet_runtime.outbound_http import HttpPool
 from agentfleet_runtime.providers.base import ModelProvider
 from agentfleet_runtime.providers.factory import ProviderPool
 from agentfleet_runtime.scheduling import FairScheduler
@@ -176,7 +177,7 @@ class AgentService:
         #: Seconds a tool server's list of tools is trusted before it is listed again.
         self.tool_list_ttl: float = 0.0
         #: Connection pool of each streamable-HTTP MCP client (``None``: httpx's default).
-        self.mcp_http_limits: httpx2.Limits | None = None
+        self.mcp_http_pool: HttpPool | None = None
         self._retiring: set[asyncio.Task[None]] = set()
 
     # -- agents ---------------------------------------------------------------------------
@@ -269,13 +270,13 @@ class AgentService:
 
     async def _build_agent(self, config: AgentConfig, source: AgentSource) -> LoadedAgent:
         provider = self._providers.get(config.spec.model)
-        limits = self.mcp_http_limits
+        pool = self.mcp_http_pool
         tools = ToolRegistry(
-            [create_tool_server(server, http_limits=limits) for server in config.mcp_servers],
+            [create_tool_server(server, http_pool=pool) for server in config.mcp_servers],
             resilience=self.resilience,
             policy=config.resilience,
             tool_list_ttl=self.tool_list_ttl,
-            http_limits=limits,
+            http_pool=pool,
         )
         await tools.start_all()
         models: ModelCaller | None = None
@@ -875,12 +876,20 @@ class AgentService:
                 )
             outcome = "completed"
             try:
-                state = await self._graph.ainvoke(
-                    graph_input,
-                    {"configurable": {"thread_id": session_id}, "metadata": {"turn_id": turn_id}},
-                    context=context,
-                    durability=self._durability,
-                )
+                # The graph's log lines (retries, breakers, tools) carry the turn's ids: its
+                # nodes run in tasks that inherit this context.
+                with structlog.contextvars.bound_contextvars(
+                    agent=agent.name, session_id=session_id, turn_id=turn_id
+                ):
+                    state = await self._graph.ainvoke(
+                        graph_input,
+                        {
+                            "configurable": {"thread_id": session_id},
+                            "metadata": {"turn_id": turn_id},
+                        },
+                        context=context,
+                        durability=self._durability,
+                    )
             except AgentfleetError as exc:
                 outcome = "failed"
                 failure = _failure(exc)

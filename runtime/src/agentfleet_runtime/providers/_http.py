@@ -19,6 +19,7 @@ from agentfleet_runtime.errors import (
     parse_retry_after,
     status_error,
 )
+from agentfleet_runtime.outbound_http import HttpPool
 
 #: Connection-pool limits of each provider's HTTP client. Providers are shared per
 #: (provider, base URL, key) by the ProviderPool, so these bound one upstream's fan-out.
@@ -45,11 +46,10 @@ _INCOMPATIBLE = re.compile(
 )
 
 
-def create_http_client(limits: httpx2.Limits | None = None) -> httpx2.AsyncClient:
+def create_http_client(pool: HttpPool | None = None) -> httpx2.AsyncClient:
     """An ``httpx2.AsyncClient`` for an SDK's ``http_client=``."""
-    return httpx2.AsyncClient(
-        limits=limits or DEFAULT_LIMITS, timeout=DEFAULT_TIMEOUT, follow_redirects=True
-    )
+    pool = pool or HttpPool(DEFAULT_LIMITS)
+    return pool.client(timeout=DEFAULT_TIMEOUT, follow_redirects=True)
 
 
 def retry_after(headers: httpx2.Headers) -> float | None:

@@ -39,6 +39,7 @@ from agentfleet_runtime.errors import (
     UpstreamServerError,
 )
 from agentfleet_runtime.messages import Message, ToolCall
+from agentfleet_runtime.outbound_http import HttpPool
 from agentfleet_runtime.providers._http import (
     create_http_client,
     error_message,
@@ -150,7 +151,7 @@ class AnthropicProvider:
         base_url: str | None = None,
         name: str = "anthropic",
         http_client: httpx2.AsyncClient | None = None,
-        http_limits: httpx2.Limits | None = None,
+        http_pool: HttpPool | None = None,
     ) -> None:
         """``http_client``, when given, is shared and not closed by :meth:`aclose`."""
         self.name = name
@@ -160,7 +161,7 @@ class AnthropicProvider:
             api_key=api_key,
             base_url=base_url,
             max_retries=0,
-            http_client=http_client if http_client is not None else create_http_client(http_limits),
+            http_client=http_client if http_client is not None else create_http_client(http_pool),
         )
 
     async def complete(self, request: ModelRequest) -> ModelResponse:

@@ -22,11 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx2
-
 from agentfleet_crds.contract import SECRETS_MOUNT_DIR
 from agentfleet_crds.v1alpha1.agent import ModelProviderName, ModelSpec
 from agentfleet_runtime.errors import InvalidRequestError
+from agentfleet_runtime.outbound_http import HttpPool
 from agentfleet_runtime.providers.anthropic import AnthropicProvider
 from agentfleet_runtime.providers.base import ModelProvider
 from agentfleet_runtime.providers.openai import OpenAIProvider
@@ -126,25 +125,25 @@ def _api_key(spec: ModelSpec, settings: ProviderSettings) -> str:
     return key
 
 
-def _build(resolved: ResolvedProvider, http_limits: httpx2.Limits | None) -> ModelProvider:
+def _build(resolved: ResolvedProvider, http_pool: HttpPool | None) -> ModelProvider:
     if resolved.provider is ModelProviderName.ANTHROPIC:
         return AnthropicProvider(
-            api_key=resolved.api_key, base_url=resolved.base_url, http_limits=http_limits
+            api_key=resolved.api_key, base_url=resolved.base_url, http_pool=http_pool
         )
     return OpenAIProvider(
         api_key=resolved.api_key,
         base_url=resolved.base_url,
         name=resolved.provider.value,
-        http_limits=http_limits,
+        http_pool=http_pool,
     )
 
 
 def create_provider(
-    spec: ModelSpec, settings: ProviderSettings, *, http_limits: httpx2.Limits | None = None
+    spec: ModelSpec, settings: ProviderSettings, *, http_pool: HttpPool | None = None
 ) -> ModelProvider:
     """A new provider for ``spec`` (the caller closes it). Raises
     :class:`InvalidRequestError` when it cannot be configured (no fake URL, no key)."""
-    return _build(resolve(spec, settings), http_limits)
+    return _build(resolve(spec, settings), http_pool)
 
 
 class ProviderPool:
@@ -153,11 +152,9 @@ class ProviderPool:
     the providers built with the old key (the next :meth:`get` builds one with the new
     key; calls in flight finish on the old one, which :meth:`aclose` closes)."""
 
-    def __init__(
-        self, settings: ProviderSettings, *, http_limits: httpx2.Limits | None = None
-    ) -> None:
+    def __init__(self, settings: ProviderSettings, *, http_pool: HttpPool | None = None) -> None:
         self.settings = settings
-        self._http_limits = http_limits
+        self._http_pool = http_pool
         self._providers: dict[ResolvedProvider, ModelProvider] = {}
         self._retired: list[ModelProvider] = []
 
@@ -166,7 +163,7 @@ class ProviderPool:
         resolved = resolve(spec, self.settings)
         provider = self._providers.get(resolved)
         if provider is None:
-            provider = self._providers[resolved] = _build(resolved, self._http_limits)
+            provider = self._providers[resolved] = _build(resolved, self._http_pool)
         return provider
 
     def invalidate(self, predicate: Callable[[ResolvedProvider], bool] | None = None) -> int:

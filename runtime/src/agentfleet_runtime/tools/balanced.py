@@ -28,9 +28,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-import httpx2
-
 from agentfleet_crds.contract import ResolvedMCPServer
+from agentfleet_runtime.outbound_http import HttpPool
 from agentfleet_runtime.providers.base import ToolSpec
 from agentfleet_runtime.resilience.balancer import Endpoint, EndpointSet, fails_over
 from agentfleet_runtime.resilience.breaker import CircuitBreaker
@@ -48,10 +47,8 @@ class BalancedToolServer:
     """A :class:`~agentfleet_runtime.tools.base.ToolServer` over the endpoints of one
     remote MCP server (module doc)."""
 
-    def __init__(
-        self, config: ResolvedMCPServer, *, http_limits: httpx2.Limits | None = None
-    ) -> None:
-        """``http_limits``: the connection pool of each endpoint's client."""
+    def __init__(self, config: ResolvedMCPServer, *, http_pool: HttpPool | None = None) -> None:
+        """``http_pool``: the connection pool of each endpoint's client."""
         if config.url is None or not config.endpoints:
             raise ValueError(f"MCP server {config.name!r}: endpoints need a url")
         self.name = config.name
@@ -64,7 +61,7 @@ class BalancedToolServer:
         self._servers: dict[str, MCPToolServer] = {
             endpoint.key: MCPToolServer(
                 config.model_copy(update={"url": endpoint.url, "endpoints": []}),
-                http_limits=http_limits,
+                http_pool=http_pool,
             )
             for endpoint in self.endpoints.endpoints
         }

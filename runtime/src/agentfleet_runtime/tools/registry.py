@@ -45,8 +45,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-import httpx2
-
 from agentfleet_crds.contract import ResolvedMCPServer
 from agentfleet_crds.toolschema import input_schema_hash
 from agentfleet_crds.v1alpha1.resiliencepolicy import ResiliencePolicySpec
@@ -57,6 +55,7 @@ from agentfleet_runtime.errors import (
     DependencyError,
 )
 from agentfleet_runtime.observability import metrics
+from agentfleet_runtime.outbound_http import HttpPool
 from agentfleet_runtime.providers.base import ToolSpec
 from agentfleet_runtime.tools.balanced import BalancedToolServer
 from agentfleet_runtime.tools.base import ToolResult, ToolServer
@@ -100,13 +99,13 @@ PREFIX_SEPARATOR: Final = "__"
 
 
 def create_tool_server(
-    config: ResolvedMCPServer, *, http_limits: httpx2.Limits | None = None
+    config: ResolvedMCPServer, *, http_pool: HttpPool | None = None
 ) -> ToolServer:
     """The :class:`ToolServer` for an MCP server (stdio or streamable HTTP; a remote one
     with ``endpoints`` is balanced over them, :mod:`agentfleet_runtime.tools.balanced`)."""
     if config.endpoints and config.url is not None:
-        return BalancedToolServer(config, http_limits=http_limits)
-    return MCPToolServer(config, http_limits=http_limits)
+        return BalancedToolServer(config, http_pool=http_pool)
+    return MCPToolServer(config, http_pool=http_pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,14 +262,14 @@ class ToolRegistry:
         policy: ResiliencePolicySpec | None = None,
         drain_seconds: float | None = None,
         tool_list_ttl: float = 0.0,
-        http_limits: httpx2.Limits | None = None,
+        http_pool: HttpPool | None = None,
     ) -> None:
         """``resilience``/``policy``: call each server through its pipeline;
         ``drain_seconds``: how long a replaced connection's calls in flight may run before
         it is closed (``None``: the server's ``timeouts.callSeconds``); ``tool_list_ttl``:
         seconds a server's tool list is trusted before it is listed again, in the
         background, on its open connection (0: only at start and on reload);
-        ``http_limits``: the pool of connections a reload opens."""
+        ``http_pool``: the pool of connections a reload opens."""
         names = [server.name for server in servers]
         if len(set(names)) != len(names):
             raise ValueError(f"tool server names must be unique, got {names}")
@@ -278,7 +277,7 @@ class ToolRegistry:
         self._default_start_timeout = default_start_timeout
         self._drain_seconds = drain_seconds
         self._tool_list_ttl = tool_list_ttl
-        self._http_limits = http_limits
+        self._http_pool = http_pool
         #: When each server's tools were last listed (monotonic), for the TTL.
         self._listed_at: dict[str, float] = {}
         self._relisting: asyncio.Task[None] | None = None
@@ -358,7 +357,7 @@ class ToolRegistry:
             return self._reloaded(name, "switched")
         wanted = current if config is None else _retarget(config, current)
         changed = wanted != current
-        fresh = create_tool_server(wanted, http_limits=self._http_limits)
+        fresh = create_tool_server(wanted, http_pool=self._http_pool)
         self._bind(fresh)
         try:
             specs, mismatches = await self._check(fresh)

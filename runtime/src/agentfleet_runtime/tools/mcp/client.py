@@ -80,6 +80,7 @@ from agentfleet_runtime.errors import (
     parse_retry_after,
     status_error,
 )
+from agentfleet_runtime.outbound_http import HttpPool
 from agentfleet_runtime.providers.base import ToolSpec
 from agentfleet_runtime.tools.base import ToolResult
 
@@ -207,11 +208,11 @@ class _Connection:
         self,
         config: ResolvedMCPServer,
         dependency: str,
-        http_limits: httpx2.Limits | None = None,
+        http_pool: HttpPool | None = None,
     ) -> None:
         self.config = config
         self.dependency = dependency
-        self.http_limits = http_limits
+        self.http_pool = http_pool
         self.client: Client | None = None
         self.error: BaseException | None = None
         #: The last HTTP error status seen (and its Retry-After), for error translation.
@@ -252,9 +253,9 @@ class _Connection:
                 "streamable-http MCP server has no url", dependency=self.dependency
             )
         headers = read_header_files(config.header_files, dependency=self.dependency)
-        http = httpx2.AsyncClient(
+        pool = self.http_pool or HttpPool(httpx2.Limits())
+        http = pool.client(
             headers=headers,
-            limits=self.http_limits or httpx2.Limits(),
             timeout=httpx2.Timeout(
                 MCP_DEFAULT_TIMEOUT,
                 connect=config.timeouts.connect_seconds,
@@ -443,14 +444,12 @@ def to_tool_result(result: CallToolResult) -> ToolResult:
 class MCPToolServer:
     """A :class:`~agentfleet_runtime.tools.base.ToolServer` on one MCP server."""
 
-    def __init__(
-        self, config: ResolvedMCPServer, *, http_limits: httpx2.Limits | None = None
-    ) -> None:
-        """``http_limits``: the connection pool of a streamable-HTTP server's client
+    def __init__(self, config: ResolvedMCPServer, *, http_pool: HttpPool | None = None) -> None:
+        """``http_pool``: the connection pool of a streamable-HTTP server's client
         (``AGENTFLEET_POOLS__MCP_HTTP__*``; ``None``: httpx's defaults)."""
         self.name = config.name
         self.config = config
-        self.http_limits = http_limits
+        self.http_pool = http_pool
         self.dependency = f"mcp:{config.name}"
         self._allowed = None if config.allowed_tools is None else frozenset(config.allowed_tools)
         self._connection: _Connection | None = None
@@ -515,7 +514,7 @@ class MCPToolServer:
                     extra={"mcp_server": self.name},
                 )
             started = time.perf_counter()
-            connection = _Connection(self.config, self.dependency, self.http_limits)
+            connection = _Connection(self.config, self.dependency, self.http_pool)
             try:
                 await connection.open()
             except DependencyError as exc:
