@@ -13,6 +13,7 @@ import typer
 import uvicorn
 
 from agentfleet_runtime import __version__
+from agentfleet_runtime.gc_tuning import GcSettings, tune_for_serving
 
 app = typer.Typer(
     name="agentfleet",
@@ -89,7 +90,7 @@ def dev(
     for notice in plan.notices:
         typer.secho(f"  NOTE: {notice}", fg="yellow", err=True)
     typer.echo(f"  API docs: {base}/docs   health: {base}/healthz/ready", err=True)
-    _serve(application, host, port, serving)
+    _serve(application, host, port, serving, settings.gc)
 
 
 @app.command()
@@ -126,10 +127,16 @@ def serve(
     except ConfigError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
-    _serve(create_app(settings, runtime_config=runtime_config), host, port, None)
+    _serve(create_app(settings, runtime_config=runtime_config), host, port, None, settings.gc)
 
 
-def _serve(application: object, host: str, port: int, serving: asyncio.Event | None) -> None:
+def _serve(
+    application: object,
+    host: str,
+    port: int,
+    serving: asyncio.Event | None,
+    gc_settings: GcSettings,
+) -> None:
     config = uvicorn.Config(
         application,  # type: ignore[arg-type]
         host=host,
@@ -150,6 +157,8 @@ def _serve(application: object, host: str, port: int, serving: asyncio.Event | N
         # uvicorn has no started event to await; poll its flag.
         while not server.started and not task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
+        if server.started:
+            tune_for_serving(gc_settings)
         if serving is not None:
             serving.set()
         await task

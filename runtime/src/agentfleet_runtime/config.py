@@ -18,6 +18,7 @@ from agentfleet_crds.contract import SECRETS_MOUNT_DIR
 from agentfleet_runtime.api.ratelimit import ApiRateLimitSettings
 from agentfleet_runtime.artifacts.settings import ArtifactSettings
 from agentfleet_runtime.auth.settings import TENANT_PATTERN, AuthSettings
+from agentfleet_runtime.gc_tuning import GcSettings
 from agentfleet_runtime.observability.settings import ObservabilitySettings
 from agentfleet_runtime.outbound_http import HttpPool, HttpTransportKind
 from agentfleet_runtime.realtime.settings import RealtimeSettings
@@ -138,6 +139,8 @@ class RuntimeSettings(BaseSettings):
     stream_tokens: bool = True
     #: Seconds running turns get to finish on shutdown.
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    #: The garbage collector of ``agentfleet serve``/``dev`` (agentfleet_runtime.gc_tuning).
+    gc: GcSettings = Field(default_factory=GcSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     keys: ProviderKeys = Field(default_factory=ProviderKeys)
