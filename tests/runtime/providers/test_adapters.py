@@ -3,6 +3,7 @@ HTTP: answers, tool calls, conversations on the wire, usage, errors, no SDK retr
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -494,3 +495,35 @@ async def test_error_after_chunks_is_a_plain_error_status_without_streaming(
     fake.script.push(FakeReply(status=429, error_after_chunks=2, retry_after=1))
     with pytest.raises(RateLimitedError):
         await provider.complete(request_for([user_message("hi")]))
+
+
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+@pytest.mark.parametrize(
+    "body", [b"<html>gateway</html>", b'{"choices": "none", "content": 7}'], ids=["html", "shape"]
+)
+async def test_an_answer_that_is_not_a_completion_is_an_upstream_error(
+    wire: str, body: bytes
+) -> None:
+    """A 200 whose body is not the API's answer (a proxy's page, another shape) is the
+    upstream's fault, said plainly, not a crash."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
+        writer.write(head.encode() + b"\r\nconnection: close\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    provider: ModelProvider = (
+        OpenAIProvider(api_key="k", base_url=url + "/v1")
+        if wire == "openai"
+        else AnthropicProvider(api_key="k", base_url=url)
+    )
+    try:
+        with pytest.raises(UpstreamServerError, match="could not read"):
+            await provider.complete(request_for([user_message("hi")]))
+    finally:
+        await provider.aclose()
+        server.close()

@@ -9,6 +9,10 @@ Mapping of agentfleet's conversation onto the Messages API:
   API wants every result of a turn right after it, results first);
 * tools → ``{name, description, input_schema}``.
 
+A non-streaming call goes through the SDK's generic ``post`` with the body already in wire
+format and reads the answer into a small model of the fields used (:class:`_Answer`), as
+the OpenAI adapter does and for the same reason (its module docstring).
+
 The SDK's retries are off (``max_retries=0``): the resilience layer owns retries. Errors,
 including those raised while a stream is read, become :mod:`agentfleet_runtime.errors`.
 ``ModelRequest.temperature`` is not sent: the Messages API of the anthropic 2.x SDK has no
@@ -30,7 +34,7 @@ from anthropic.types import (
     ToolParam,
     ToolResultBlockParam,
 )
-from anthropic.types import Message as AnthropicMessage
+from pydantic import BaseModel, ValidationError
 
 from agentfleet_runtime.errors import (
     DependencyConnectionError,
@@ -128,10 +132,32 @@ def _stop_reason(reason: str | None, has_calls: bool) -> str:
     return reason
 
 
+class _Block(BaseModel):
+    type: str
+    text: str = ""
+    id: str = ""
+    name: str = ""
+    input: dict[str, Any] = {}
+
+
+class _AnswerUsage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class _Answer(BaseModel):
+    """The fields of a Messages API answer the runtime reads (others are ignored)."""
+
+    model: str = ""
+    content: list[_Block] = []
+    stop_reason: str | None = None
+    usage: _AnswerUsage = _AnswerUsage()
+
+
 def conversation_body(request: ModelRequest) -> dict[str, Any]:
     """System prompt, conversation and tools, already in wire format, for ``extra_body``
-    (the SDK otherwise re-walks every message against its TypedDict params on each call;
-    see :func:`agentfleet_runtime.providers.openai.conversation_body`)."""
+    or ``post`` (the SDK otherwise re-walks every message against its TypedDict params on
+    each call; see :func:`agentfleet_runtime.providers.openai.conversation_body`)."""
     body: dict[str, Any] = {"messages": to_anthropic_messages(request.messages)}
     if request.system:
         body["system"] = request.system
@@ -165,17 +191,29 @@ class AnthropicProvider:
         )
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
+        body = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            **conversation_body(request),
+        }
         try:
-            message = await self._client.messages.create(
-                model=request.model,
-                max_tokens=request.max_tokens,
-                messages=[],  # sent in extra_body: see conversation_body()
-                extra_body=conversation_body(request),
-                timeout=request.timeout_seconds,
+            # POST /v1/messages as messages.create sends it (module docstring).
+            answer = await self._client.post(
+                "/v1/messages",
+                cast_to=httpx2.Response,
+                body=body,
+                options={"timeout": request.timeout_seconds},
             )
+            message = _Answer.model_validate_json(answer.content)
         except (anthropic.APIError, httpx2.RequestError) as exc:
             self._raise(exc)
-        return self._response(message)
+        except ValidationError as exc:
+            raise UpstreamServerError(
+                f"{self.dependency} sent a response we could not read: "
+                f"{exc.error_count()} errors, first: {exc.errors()[0]['msg']}",
+                dependency=self.dependency,
+            ) from exc
+        return self._response(message, request.model)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
         text: list[str] = []
@@ -239,7 +277,7 @@ class AnthropicProvider:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _response(self, message: AnthropicMessage) -> ModelResponse:
+    def _response(self, message: _Answer, requested_model: str) -> ModelResponse:
         text: list[str] = []
         tool_calls: list[ToolCall] = []
         for block in message.content:
@@ -253,7 +291,7 @@ class AnthropicProvider:
             "".join(text),
             tool_calls,
             message.stop_reason,
-            message.model,
+            message.model or requested_model,
             message.usage.input_tokens,
             message.usage.output_tokens,
         )
