@@ -29,7 +29,8 @@ RATIONALE: dict[str, str] = {
     "agentfleet-crds": "the project's custom resource models (workspace member `crds/`)",
     "agentfleet-operator": "the project's operator (workspace member `operator/`)",
     "agentfleet-runtime": "the project's runtime (workspace member `runtime/`)",
-    "aiohttp": "HTTP client of the operator's small Kubernetes client; kopf already uses it",
+    "aiohttp": "the wire under the runtime's outbound httpx2 clients (model SDKs, MCP; "
+    "docs/performance.md) and the operator's small Kubernetes client; kopf already uses it",
     "anthropic": "official Anthropic SDK (required: no LangChain wrappers)",
     "openai": "official OpenAI SDK; also speaks to OpenAI-compatible servers via base_url",
     "httpx2": "the HTTP client the SDKs, mcp and Starlette's TestClient are built on",
