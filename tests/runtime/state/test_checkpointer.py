@@ -99,3 +99,28 @@ async def test_put_writes_are_pending_until_the_next_checkpoint(backend: StateBa
     again = await saver.aget_tuple(latest.config)
     assert again is not None
     assert again.pending_writes == [("task-1", "log", ["x"]), ("task-1", "fail", False)]
+
+
+async def test_pruning_keeps_the_newest_checkpoint_and_the_state(backend: StateBackend) -> None:
+    """What the AgentService does after each turn: older checkpoints (each with its own
+    copy of the conversation) go; the state, the other threads and the next run do not
+    change."""
+    g = graph(backend.checkpointer)
+    for turn in ("T1", "T2", "T3"):
+        await g.ainvoke({"log": [turn], "fail": False}, cfg("t1", turn_id=turn))
+    await g.ainvoke({"log": ["x"], "fail": False}, cfg("t2"))
+    before = await g.aget_state(cfg("t1"))
+
+    await backend.checkpointer.aprune(["t1"], strategy="keep_latest")
+
+    history = [s async for s in g.aget_state_history(cfg("t1"))]
+    assert len(history) == 1
+    assert history[0].values == before.values
+    assert history[0].metadata["turn_id"] == "T3"
+    assert len([s async for s in g.aget_state_history(cfg("t2"))]) == 4  # untouched
+    await g.ainvoke({"log": ["T4"], "fail": False}, cfg("t1", turn_id="T4"))
+    state = await g.aget_state(cfg("t1"))
+    assert state.values["log"] == [*before.values["log"], "T4", "a", "b"]
+
+    await backend.checkpointer.aprune(["t1"], strategy="delete")
+    assert (await g.aget_state(cfg("t1"))).values == {}

@@ -154,6 +154,7 @@ class AgentService:
         self.policies: dict[str, ResiliencePolicySpec] = {}
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._running: set[asyncio.Task[TurnResult]] = set()
+        self._pruning: set[asyncio.Task[None]] = set()
         #: Runs turns through durable per-session inboxes and leases (set by the app):
         #: any replica may run any session's turn, and a lost replica's turn is recovered.
         self.dispatcher: TurnDispatcher | None = None
@@ -933,7 +934,23 @@ class AgentService:
             )
             await self.runs.ended(run, context, started, result=result)
             await emit(EventType.TURN_COMPLETED, result.model_dump(mode="json"))
+            self._prune_checkpoints(session_id)
             return result
+
+    def _prune_checkpoints(self, session_id: str) -> None:
+        """Drop the session's older checkpoints, in the background: each holds a copy of
+        the conversation (a session's storage grew with the square of its length), and
+        only the newest is ever read. A failure leaves them for the next turn."""
+
+        async def prune() -> None:
+            try:
+                await self._checkpointer.aprune([session_id], strategy="keep_latest")
+            except Exception as exc:  # NotImplementedError included: a saver without it
+                log.debug("could not prune the checkpoints of %s: %r", session_id, exc)
+
+        task = asyncio.create_task(prune(), name=f"prune checkpoints {session_id}")
+        self._pruning.add(task)
+        task.add_done_callback(self._pruning.discard)
 
     async def _turn_input(
         self, session_id: str, turn_id: str, content: str, attempt: int
@@ -1044,6 +1061,8 @@ class AgentService:
                 task.cancel()
         if self._retiring:
             await asyncio.wait(set(self._retiring), timeout=grace_seconds)
+        if self._pruning:
+            await asyncio.wait(set(self._pruning), timeout=grace_seconds)
         for loaded in list(self._loaded.values()):
             await loaded.tools.aclose()
         self._loaded.clear()

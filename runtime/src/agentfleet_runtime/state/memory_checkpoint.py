@@ -9,10 +9,15 @@ isolation comes from copying containers instead: a checkpoint's own dicts (chann
 versions, versions seen) are copied on the way in and out, and lists (the conversation)
 are copied shallowly. The messages themselves are shared: the runtime never changes a
 message after creating it (the ``messages`` reducer builds a new list each step).
+
+:meth:`InProcessSaver.aprune` (``InMemorySaver`` has none) drops a thread's older
+checkpoints: the AgentService prunes each session after every completed turn, since each
+checkpoint holds its own copy of the conversation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 from langgraph.checkpoint.memory import InMemorySaver
@@ -45,5 +50,28 @@ class InProcessSerializer:
         return _copy(value)
 
 
-def memory_checkpointer() -> InMemorySaver:
-    return InMemorySaver(serde=cast(SerializerProtocol, InProcessSerializer()))
+class InProcessSaver(InMemorySaver):
+    """``InMemorySaver`` with :meth:`aprune`."""
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``keep_latest``: only each namespace's newest checkpoint, its pending writes and
+        the channel values it references stay; ``delete``: the threads go."""
+        for thread_id in thread_ids:
+            if strategy == "delete":
+                self.delete_thread(thread_id)
+                continue
+            for namespace, saved in self.storage.get(thread_id, {}).items():
+                if len(saved) <= 1:
+                    continue
+                newest, *older = sorted(saved, reverse=True)  # ids sort by creation
+                keep = self.serde.loads_typed(saved[newest][0])["channel_versions"]
+                for old_id in older:
+                    versions = self.serde.loads_typed(saved.pop(old_id)[0])["channel_versions"]
+                    for channel, version in versions.items():
+                        if keep.get(channel) != version:
+                            self.blobs.pop((thread_id, namespace, channel, version), None)
+                    self.writes.pop((thread_id, namespace, old_id), None)
+
+
+def memory_checkpointer() -> InProcessSaver:
+    return InProcessSaver(serde=cast(SerializerProtocol, InProcessSerializer()))

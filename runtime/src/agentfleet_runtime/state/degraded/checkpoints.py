@@ -202,5 +202,12 @@ class FallbackCheckpointSaver(AsyncOnlySaver):
         )
         self._mode.checkpoints.pop(thread_id)
 
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Prune in Redis the threads that live there; a session kept in memory is pruned
+        when it is written back (its next turn after the resync)."""
+        remote = [thread for thread in thread_ids if thread not in self._mode.local]
+        if remote:
+            await self._mode.remote(lambda: self._inner.aprune(remote, strategy=strategy))
+
     def get_next_version(self, current: str | None, channel: None) -> str:
         return self._inner.get_next_version(current, channel)
