@@ -63,6 +63,13 @@ def request_for(messages: list[Message], **options: Any) -> ModelRequest:
     return ModelRequest(model="fake-model", system="Be brief.", messages=messages, **options)
 
 
+def provider_at(wire: str, url: str) -> ModelProvider:
+    """The ``wire`` adapter for a server at ``url`` (not the shared fake)."""
+    if wire == "openai":
+        return OpenAIProvider(api_key="k", base_url=url + "/v1")
+    return AnthropicProvider(api_key="k", base_url=url)
+
+
 async def collect(
     provider: ModelProvider, request: ModelRequest
 ) -> tuple[list[str], ModelResponse]:
@@ -371,12 +378,7 @@ async def test_a_slow_stream_times_out_between_chunks(
 @pytest.mark.parametrize("wire", ["openai", "anthropic"])
 @pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
 async def test_an_unreachable_server_is_a_connection_error(wire: str, streaming: bool) -> None:
-    url = f"http://127.0.0.1:{free_port()}"
-    provider: ModelProvider = (
-        OpenAIProvider(api_key="k", base_url=url + "/v1")
-        if wire == "openai"
-        else AnthropicProvider(api_key="k", base_url=url)
-    )
+    provider = provider_at(wire, f"http://127.0.0.1:{free_port()}")
     try:
         with pytest.raises(DependencyConnectionError) as caught:
             await ask(provider, request_for([user_message("hi")]), streaming=streaming)
@@ -515,12 +517,7 @@ async def test_an_answer_that_is_not_a_completion_is_an_upstream_error(
         writer.close()
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    provider: ModelProvider = (
-        OpenAIProvider(api_key="k", base_url=url + "/v1")
-        if wire == "openai"
-        else AnthropicProvider(api_key="k", base_url=url)
-    )
+    provider = provider_at(wire, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
     try:
         with pytest.raises(UpstreamServerError, match="could not read"):
             await provider.complete(request_for([user_message("hi")]))

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import httpx2
+from pydantic import BaseModel, ValidationError
 
 from agentfleet_runtime.errors import (
     DependencyConnectionError,
@@ -16,6 +17,7 @@ from agentfleet_runtime.errors import (
     DependencyTimeoutError,
     DeprecatedError,
     QuotaExceededError,
+    UpstreamServerError,
     parse_retry_after,
     status_error,
 )
@@ -50,6 +52,19 @@ def create_http_client(pool: HttpPool | None = None) -> httpx2.AsyncClient:
     """An ``httpx2.AsyncClient`` for an SDK's ``http_client=``."""
     pool = pool or HttpPool(DEFAULT_LIMITS)
     return pool.client(timeout=DEFAULT_TIMEOUT, follow_redirects=True)
+
+
+def read_answer[M: BaseModel](content: bytes, shape: type[M], *, dependency: str) -> M:
+    """An answer's JSON body read into ``shape`` (the fields an adapter uses); a body that
+    is not such an answer (a proxy's error page, another API) is the upstream's fault."""
+    try:
+        return shape.model_validate_json(content)
+    except ValidationError as exc:
+        raise UpstreamServerError(
+            f"{dependency} sent a response we could not read: {exc.error_count()} errors, "
+            f"first: {exc.errors()[0]['msg']}",
+            dependency=dependency,
+        ) from exc
 
 
 def retry_after(headers: httpx2.Headers) -> float | None:

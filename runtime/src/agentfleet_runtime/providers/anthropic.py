@@ -34,7 +34,7 @@ from anthropic.types import (
     ToolParam,
     ToolResultBlockParam,
 )
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from agentfleet_runtime.errors import (
     DependencyConnectionError,
@@ -49,6 +49,7 @@ from agentfleet_runtime.providers._http import (
     error_message,
     http_status_error,
     parse_arguments,
+    read_answer,
     transport_error,
 )
 from agentfleet_runtime.providers.base import (
@@ -204,15 +205,9 @@ class AnthropicProvider:
                 body=body,
                 options={"timeout": request.timeout_seconds},
             )
-            message = _Answer.model_validate_json(answer.content)
         except (anthropic.APIError, httpx2.RequestError) as exc:
             self._raise(exc)
-        except ValidationError as exc:
-            raise UpstreamServerError(
-                f"{self.dependency} sent a response we could not read: "
-                f"{exc.error_count()} errors, first: {exc.errors()[0]['msg']}",
-                dependency=self.dependency,
-            ) from exc
+        message = read_answer(answer.content, _Answer, dependency=self.dependency)
         return self._response(message, request.model)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:

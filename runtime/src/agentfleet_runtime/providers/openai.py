@@ -37,7 +37,7 @@ from openai.types.chat import (
     ChatCompletionMessageFunctionToolCallParam,
     ChatCompletionMessageParam,
 )
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from agentfleet_runtime.errors import (
     DependencyConnectionError,
@@ -52,6 +52,7 @@ from agentfleet_runtime.providers._http import (
     error_message,
     http_status_error,
     parse_arguments,
+    read_answer,
     transport_error,
 )
 from agentfleet_runtime.providers.base import (
@@ -250,15 +251,9 @@ class OpenAIProvider:
                 body=body,
                 options={"timeout": request.timeout_seconds},
             )
-            completion = _Completion.model_validate_json(answer.content)
         except (openai.APIError, httpx2.RequestError) as exc:
             self._raise(exc)
-        except ValidationError as exc:
-            raise UpstreamServerError(
-                f"{self.dependency} sent a response we could not read: "
-                f"{exc.error_count()} errors, first: {exc.errors()[0]['msg']}",
-                dependency=self.dependency,
-            ) from exc
+        completion = read_answer(answer.content, _Completion, dependency=self.dependency)
         if not completion.choices:
             raise UpstreamServerError(
                 f"{self.dependency} answered without a choice", dependency=self.dependency
