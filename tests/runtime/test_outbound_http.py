@@ -222,3 +222,30 @@ async def test_waiting_for_a_full_pool_is_a_timeout(transport: HttpTransportKind
             await http.get(url)
         release.set()
         assert (await first).text == "ok"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_egress_proxy_in_the_environment_is_used(
+    transport: HttpTransportKind, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY/NO_PROXY are honoured on either setting (with a proxy configured the
+    client runs on httpx's transport, which applies them)."""
+    lines: list[str] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line, _, _ = await read_request(reader)
+        lines.append(line)
+        writer.write(response(200, b"via proxy"))
+        await writer.drain()
+
+    async with serving(proxy) as proxy_url:
+        for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        monkeypatch.setenv("NO_PROXY", "direct.invalid")
+        async with client(transport) as http:
+            answer = await http.get("http://upstream.invalid/v1/models")
+            with pytest.raises(httpx2.ConnectError):  # not proxied: no such host
+                await http.get("http://direct.invalid/")
+    assert answer.text == "via proxy"
+    assert lines == ["GET http://upstream.invalid/v1/models HTTP/1.1"]

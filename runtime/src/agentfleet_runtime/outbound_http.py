@@ -6,22 +6,27 @@ Why aiohttp underneath: httpx's own transport (httpcore on anyio) spends, per re
 anyio cancel scope on every socket read and write and a ``select`` on every pooled
 connection; aiohttp's C parser and asyncio-native connector do the same work in less.
 Measured on this project's benchmarks: 0.3 ms less CPU per model call and 0.35 ms per MCP
-tool call, about 8 % of a turn (docs/performance.md). The openai and anthropic SDKs ship
+tool call, about 10 % of a turn (docs/performance.md). The openai and anthropic SDKs ship
 the same idea (``DefaultAioHttpClient``, from ``httpx-aiohttp``), but that adapter reports
 a refused connection and a server that hangs up as ``ConnectTimeout``, which the resilience
 layer would count as timeouts and the MCP client would not re-send; :func:`_translate`
 maps aiohttp's errors onto httpx's the way httpx itself raises them.
 
 ``AGENTFLEET_POOLS__HTTP_TRANSPORT=httpx`` goes back to httpx's own transport (HTTP/2 is
-only there; aiohttp speaks HTTP/1.1). With aiohttp, ``max_keepalive_connections`` is not
-enforced (aiohttp keeps every idle connection up to ``max_connections`` for
-``keepalive_expiry``) and there is no write timeout.
+only there; aiohttp speaks HTTP/1.1). So does an egress proxy in the environment
+(``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``): httpx applies those, with ``NO_PROXY``, only
+to its own transport, and a client that ignored them would bypass the proxy. With
+aiohttp, ``max_keepalive_connections`` is not enforced (aiohttp keeps every idle
+connection up to ``max_connections`` for ``keepalive_expiry``) and there is no write
+timeout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,6 +36,14 @@ import httpx2
 
 #: Which transport outbound clients use (``AGENTFLEET_POOLS__HTTP_TRANSPORT``).
 HttpTransportKind = Literal["aiohttp", "httpx"]
+
+log = logging.getLogger(__name__)
+
+
+def environment_proxy() -> str | None:
+    """The egress proxy the environment configures for outbound HTTP, if any."""
+    proxies = urllib.request.getproxies()
+    return next((proxies[k] for k in ("https", "http", "all") if proxies.get(k)), None)
 
 
 @dataclass(frozen=True)
@@ -42,7 +55,7 @@ class HttpPool:
 
     def client(self, *, timeout: httpx2.Timeout, **kwargs: Any) -> httpx2.AsyncClient:
         """A client with its own pool (``kwargs``: headers, event hooks, redirects...)."""
-        if self.transport == "httpx":
+        if self.transport == "httpx" or environment_proxy() is not None:
             return httpx2.AsyncClient(limits=self.limits, timeout=timeout, **kwargs)
         transport = AiohttpTransport(limits=self.limits)
         return httpx2.AsyncClient(transport=transport, timeout=timeout, **kwargs)
