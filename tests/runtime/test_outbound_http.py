@@ -249,3 +249,32 @@ async def test_an_egress_proxy_in_the_environment_is_used(
                 await http.get("http://direct.invalid/")
     assert answer.text == "via proxy"
     assert lines == ["GET http://upstream.invalid/v1/models HTTP/1.1"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_stream_closed_early_does_not_leak_into_the_next_answer(
+    transport: HttpTransportKind,
+) -> None:
+    """The unread rest of a stream the client walked away from must not be read as the
+    next response on a reused connection."""
+    served = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        while True:
+            await read_request(reader)
+            served += 1
+            if served == 1:
+                writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                writer.write(b"5\r\nfirst\r\n5\r\nextra\r\n")  # ...and never the end
+            else:
+                writer.write(response(200, b"second answer"))
+            await writer.drain()
+
+    async with serving(handler) as url, client(transport) as http:
+        async with http.stream("GET", url) as first:
+            async for chunk in first.aiter_bytes():
+                assert chunk.startswith(b"first")
+                break
+        second = await http.get(url)
+    assert second.text == "second answer"
