@@ -11,13 +11,19 @@ is two model calls and one MCP tool call. Prints p50/p99 latency for one session
 p50/p99 plus turns per second for 32 concurrent sessions, then where the time goes (from
 the runtime's own histograms) and the CPU each process used.
 
-Run: ``uv run python bench/turn_latency.py [--turns 300] [--sessions 32] [--json]``
+``--backend redis`` keeps the runtime's state (sessions, events, turn inboxes and leases,
+checkpoints, runs) in a ``redis-server`` the script starts, as a cluster deployment does;
+its CPU is reported as well.
+
+Run: ``uv run python bench/turn_latency.py [--turns 300] [--sessions 32] [--backend redis]
+[--json]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -33,6 +39,8 @@ from pathlib import Path
 
 import httpx2
 import yaml
+
+from agentfleet_runtime.testing.redis import running_redis
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -101,6 +109,17 @@ async def wait_tcp(port: int, within: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
+def redis_commands(url: str | None) -> int:
+    """Commands the redis-server has run so far (``INFO commandstats``), 0 without one."""
+    if url is None:
+        return 0
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        stats: dict[str, dict[str, int]] = client.info("commandstats")  # type: ignore[assignment]
+    return sum(entry["calls"] for entry in stats.values())
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -141,8 +160,22 @@ async def main() -> None:
     parser.add_argument("--sessions", type=int, default=32)
     parser.add_argument("--turns-per-session", type=int, default=40)
     parser.add_argument("--stream-tokens", choices=["true", "false"], default="true")
+    parser.add_argument("--backend", choices=["memory", "redis"], default="memory")
     parser.add_argument("--json", action="store_true", help="print figures as JSON")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        redis_url = None
+        if args.backend == "redis":
+            redis = stack.enter_context(running_redis())
+            redis_url = redis.url
+            assert redis.process is not None
+            extra_pids = {"redis-server": redis.process.pid}
+        else:
+            extra_pids = {}
+        await run(args, redis_url, extra_pids)
+
+
+async def run(args: argparse.Namespace, redis_url: str | None, extra_pids: dict[str, int]) -> None:
 
     fake_port, mcp_port, runtime_port = free_port(), free_port(), free_port()
     workdir = Path(tempfile.mkdtemp(prefix="agentfleet-bench-"))
@@ -175,6 +208,9 @@ async def main() -> None:
         # measures the turn path, not the limiter.
         "AGENTFLEET_RATE_LIMITS__ENABLED": "false",
     }
+    if redis_url is not None:
+        runtime_env["AGENTFLEET_STATE__BACKEND"] = "redis"
+        runtime_env["AGENTFLEET_STATE__REDIS_URL"] = redis_url
     with (
         process("fake provider", [cli, "fake-provider", "--port", str(fake_port)]) as fake_pid,
         process(
@@ -217,8 +253,10 @@ async def main() -> None:
                     "fake provider": fake_pid,
                     "demo MCP": mcp_pid,
                     "bench client": os.getpid(),
+                    **extra_pids,
                 }
                 cpu_before = {k: cpu_seconds(p) for k, p in pids.items()}
+                commands_before = redis_commands(redis_url)
                 before = histogram_sums((await client.get("/metrics")).text)
                 concurrent: list[float] = []
                 started = time.perf_counter()
@@ -231,6 +269,7 @@ async def main() -> None:
                 wall = time.perf_counter() - started
                 after = histogram_sums((await client.get("/metrics")).text)
                 cpu = {k: cpu_seconds(p) - cpu_before[k] for k, p in pids.items()}
+                commands = redis_commands(redis_url) - commands_before
 
     turns = len(concurrent)
     delta = {k: after[k] - before[k] for k in after}
@@ -264,8 +303,10 @@ async def main() -> None:
         # does not depend on what else this machine is running.
         "runtime_cpu_ceiling_turns_per_second": round(turns / cpu["runtime"], 1),
         "load_average_1m": os.getloadavg()[0],
+        "redis_commands_per_turn": round(commands / turns, 1) if redis_url else None,
         "errors": len(errors),
         "stream_tokens": args.stream_tokens,
+        "backend": args.backend,
         "cpus": os.cpu_count(),
     }
     if errors:
@@ -285,12 +326,15 @@ async def main() -> None:
     print("CPU per turn by process (ms):")
     for k, v in figures["cpu_ms_per_turn_by_process"].items():
         print(f"  {k:28} {v:8.2f}")
+    if figures["redis_commands_per_turn"] is not None:
+        print(f"redis commands per turn: {figures['redis_commands_per_turn']}")
     print(
         f"runtime CPU ceiling: {figures['runtime_cpu_ceiling_turns_per_second']} turns/s "
         f"(one core for the runtime); load average {figures['load_average_1m']:.2f}"
     )
     print(
-        f"errors: {figures['errors']}  (stream_tokens={args.stream_tokens}, cpus={os.cpu_count()})"
+        f"errors: {figures['errors']}  (backend={args.backend}, "
+        f"stream_tokens={args.stream_tokens}, cpus={os.cpu_count()})"
     )
 
 
