@@ -327,16 +327,17 @@ class RedisCheckpointSaver(AsyncOnlySaver):
             members = await self._r.smembers(f"{self._thread(thread_id)}:namespaces")
             for ns in (text(m) for m in members):
                 base = self._ns(thread_id, ns)
-                ids = [text(i) for i in await self._r.zrevrange(f"{base}:ids", 0, -1)]
+                async with self._r.pipeline(transaction=False) as pipe:
+                    pipe.zrevrange(f"{base}:ids", 0, -1)
+                    pipe.hkeys(f"{base}:blobs")
+                    found: Any = await pipe.execute()
+                ids = [text(i) for i in found[0]]
                 if len(ids) <= 1:
                     continue
-                latest = await self._tuple(thread_id, ns, ids[0])
-                keep = (
-                    {f"{c}\x00{v}" for c, v in latest.checkpoint["channel_versions"].items()}
-                    if latest
-                    else set()
-                )
-                fields = [text(f) for f in await self._r.hkeys(f"{base}:blobs")]
+                # The newest checkpoint's channel versions (not its values: the
+                # conversation is not read back just to learn which blobs to keep).
+                keep = self._blob_fields(await self._r.hget(f"{base}:c:{ids[0]}", "checkpoint"))
+                fields = [text(f) for f in found[1]]
                 async with self._r.pipeline(transaction=True) as pipe:
                     for old in ids[1:]:
                         pipe.delete(f"{base}:c:{old}", f"{base}:w:{old}")
@@ -345,6 +346,14 @@ class RedisCheckpointSaver(AsyncOnlySaver):
                     if drop:
                         pipe.hdel(f"{base}:blobs", *drop)
                     await pipe.execute()
+
+    def _blob_fields(self, stored: Any) -> set[str]:
+        """The ``blobs`` fields a stored checkpoint (raw ``checkpoint`` field, or ``None``)
+        references: its channel versions."""
+        if stored is None:
+            return set()
+        versions = self.serde.loads_typed(_unpack(stored))["channel_versions"]
+        return {f"{channel}\x00{version}" for channel, version in versions.items()}
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Versions as zero-padded strings (sortable), as LangGraph's own savers do."""
