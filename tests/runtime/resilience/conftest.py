@@ -7,14 +7,17 @@ from typing import Any
 
 import pytest
 
+from agentfleet_crds.v1alpha1.agent import ModelSpec
 from agentfleet_crds.v1alpha1.resiliencepolicy import (
     CategoryPolicy,
     CircuitBreakerOptions,
     ResiliencePolicySpec,
     RetryOptions,
 )
+from agentfleet_runtime.providers.factory import ProviderPool
 from agentfleet_runtime.resilience import ManualClock, ResilienceRegistry, ResilienceSettings
 from agentfleet_runtime.resilience.events import ResilienceEvent, metrics_and_logs
+from agentfleet_runtime.resilience.llm import ModelChain
 from agentfleet_runtime.state.settings import StateSettings
 
 
@@ -54,6 +57,21 @@ def failing_fast_redis(url: str) -> StateSettings:
 
 def policy(**categories: CategoryPolicy) -> ResiliencePolicySpec:
     return ResiliencePolicySpec(**categories)
+
+
+def chain(
+    registry: ResilienceRegistry, pool: ProviderPool, *models: ModelSpec, **llm: Any
+) -> ModelChain:
+    """A model chain of agent ``agent`` (tenant ``team-a``) whose ``llm`` policy is
+    :func:`category` of ``llm``."""
+    return ModelChain(
+        agent="agent",
+        tenant="team-a",
+        models=list(models),
+        providers=pool,
+        registry=registry,
+        policy=policy(llm=category(**llm)),
+    )
 
 
 class Recorder:

@@ -20,10 +20,9 @@ from agentfleet_runtime.providers.factory import ProviderPool, ProviderSettings
 from agentfleet_runtime.providers.fake import FakeReply
 from agentfleet_runtime.resilience import ManualClock, ResilienceRegistry
 from agentfleet_runtime.resilience.events import FallbackUsed, RetryScheduled
-from agentfleet_runtime.resilience.llm import ModelChain
 from agentfleet_runtime.testing.fake_provider import RunningFakeProvider, running_fake_provider
 
-from .conftest import Recorder, category, policy
+from .conftest import Recorder, chain
 
 
 def spec(fake: RunningFakeProvider, name: str = "fake-model", timeout: float = 5.0) -> ModelSpec:
@@ -47,19 +46,6 @@ async def pool() -> AsyncIterator[ProviderPool]:
     pool = ProviderPool(ProviderSettings())
     yield pool
     await pool.aclose()
-
-
-def chain(
-    registry: ResilienceRegistry, pool: ProviderPool, *models: ModelSpec, **llm: object
-) -> ModelChain:
-    return ModelChain(
-        agent="agent",
-        tenant="team-a",
-        models=list(models),
-        providers=pool,
-        registry=registry,
-        policy=policy(llm=category(**llm)),  # type: ignore[arg-type]
-    )
 
 
 async def test_rate_limited_backs_off_honouring_retry_after(

@@ -23,10 +23,9 @@ from agentfleet_runtime.providers.fake import FakeReply
 from agentfleet_runtime.resilience import ResilienceRegistry, ResilienceSettings
 from agentfleet_runtime.resilience.balancer import endpoint_key
 from agentfleet_runtime.resilience.events import FallbackUsed
-from agentfleet_runtime.resilience.llm import ModelChain
 from agentfleet_runtime.testing.fake_provider import RunningFakeProvider, running_fake_provider
 
-from .conftest import Recorder, category, policy
+from .conftest import Recorder, chain
 
 
 @pytest.fixture
@@ -62,17 +61,8 @@ def model(name: str, *servers: RunningFakeProvider) -> ModelSpec:
     )
 
 
-def chain(
-    registry: ResilienceRegistry, pool: ProviderPool, *models: ModelSpec, **llm: object
-) -> ModelChain:
-    return ModelChain(
-        agent="agent",
-        tenant="team-a",
-        models=list(models),
-        providers=pool,
-        registry=registry,
-        policy=policy(llm=category(base_delay=0.01, max_delay=0.05, **llm)),  # type: ignore[arg-type]
-    )
+#: Short backoffs: these tests are about which endpoint answers, not about waiting.
+FAST = {"base_delay": 0.01, "max_delay": 0.05}
 
 
 def request(tools: bool = False) -> ModelRequest:
@@ -99,7 +89,7 @@ async def test_traffic_shifts_away_from_a_slow_endpoint(
     slow.script.fallback = FakeReply(text="slow", latency_seconds=0.25)
     fast_1.script.fallback = FakeReply(text="fast")
     fast_2.script.fallback = FakeReply(text="fast")
-    models = chain(live, pool, model("v1", slow, fast_1, fast_2))
+    models = chain(live, pool, model("v1", slow, fast_1, fast_2), **FAST)
     for _ in range(60):
         await models.complete(request())
     assert len(slow.script.requests) <= 10  # at first ~1/3, then the floor's trickle
@@ -120,7 +110,7 @@ async def test_a_failing_endpoint_is_ejected_and_its_calls_answered_elsewhere(
     broken, good_1, good_2 = fakes
     broken.script.fallback = FakeReply(status=503)
     good_1.script.fallback = good_2.script.fallback = FakeReply(text="ok")
-    models = chain(live, pool, model("v1", good_1, broken, good_2), threshold=3)
+    models = chain(live, pool, model("v1", good_1, broken, good_2), threshold=3, **FAST)
     for _ in range(100):
         assert text(await models.complete(request())) == "ok"  # never failed
     name = f"llm:fake/v1@{endpoint_key(broken.url)}"
@@ -142,7 +132,7 @@ async def test_streams_fail_over_before_the_first_token(
     first, second, _ = fakes
     first.script.fallback = FakeReply(status=529)
     second.script.fallback = FakeReply(text="streamed words")
-    models = chain(live, pool, model("v1", first, second), attempts=1, threshold=100)
+    models = chain(live, pool, model("v1", first, second), attempts=1, threshold=100, **FAST)
     for _ in range(20):  # one attempt each: the failover happens within it
         items = [item async for item in models.stream(request())]
         assert "".join(i.text for i in items if isinstance(i, TextDelta)) == "streamed words"
@@ -161,7 +151,7 @@ async def test_a_version_gone_from_every_endpoint_falls_back_to_the_next_model(
     primary_1.script.fallback = primary_2.script.fallback = gone
     backup.script.fallback = FakeReply(text="from v2")
     before = fallbacks("notFound")
-    models = chain(live, pool, model("v1", primary_1, primary_2), model("v2", backup))
+    models = chain(live, pool, model("v1", primary_1, primary_2), model("v2", backup), **FAST)
     assert text(await models.complete(request())) == "from v2"
     # Both endpoints were asked (the model may be missing on one server only), once each:
     # a 404 is not retried.
@@ -185,7 +175,7 @@ async def test_a_version_without_tool_support_falls_back_as_incompatible(
     )
     backup.script.fallback = FakeReply(text="from v2")
     before = fallbacks("incompatible")
-    models = chain(live, pool, model("v1", old), model("v2", backup))
+    models = chain(live, pool, model("v1", old), model("v2", backup), **FAST)
     assert text(await models.complete(request(tools=True))) == "from v2"
     [used] = recorder.of(FallbackUsed)
     assert used.reason == "incompatible"
@@ -197,7 +187,7 @@ async def test_a_plain_bad_request_does_not_fall_back(
 ) -> None:
     primary, _, backup = fakes
     primary.script.fallback = FakeReply(status=400, error_message="messages: too many images")
-    models = chain(live, pool, model("v1", primary), model("v2", backup))
+    models = chain(live, pool, model("v1", primary), model("v2", backup), **FAST)
     with pytest.raises(UpstreamBadRequestError):
         await models.complete(request())
     assert len(backup.script.requests) == 0
