@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -154,7 +154,6 @@ class AgentService:
         self.policies: dict[str, ResiliencePolicySpec] = {}
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._running: set[asyncio.Task[TurnResult]] = set()
-        self._pruning: set[asyncio.Task[None]] = set()
         #: Runs turns through durable per-session inboxes and leases (set by the app):
         #: any replica may run any session's turn, and a lost replica's turn is recovered.
         self.dispatcher: TurnDispatcher | None = None
@@ -179,7 +178,9 @@ class AgentService:
         self.tool_list_ttl: float = 0.0
         #: Connection pool of each streamable-HTTP MCP client (``None``: httpx's default).
         self.mcp_http_pool: HttpPool | None = None
-        self._retiring: set[asyncio.Task[None]] = set()
+        #: Work that outlives its caller (retiring an agent version, pruning checkpoints);
+        #: waited for on close.
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -336,9 +337,12 @@ class AgentService:
                 await asyncio.wait(running, timeout=self.drain_seconds)
             await loaded.tools.aclose()
 
-        task = asyncio.get_running_loop().create_task(drain(), name=f"retire {loaded.name}")
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        self._in_background(drain(), f"retire {loaded.name}")
+
+    def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def resolve_agent(
         self, name: str, spec: AgentSpec, *, tenant: str | None = None
@@ -948,9 +952,7 @@ class AgentService:
             except Exception as exc:  # NotImplementedError included: a saver without it
                 log.debug("could not prune the checkpoints of %s: %r", session_id, exc)
 
-        task = asyncio.create_task(prune(), name=f"prune checkpoints {session_id}")
-        self._pruning.add(task)
-        task.add_done_callback(self._pruning.discard)
+        self._in_background(prune(), f"prune checkpoints {session_id}")
 
     async def _turn_input(
         self, session_id: str, turn_id: str, content: str, attempt: int
@@ -1059,10 +1061,8 @@ class AgentService:
             _, pending = await asyncio.wait(set(self._running), timeout=grace_seconds)
             for task in pending:
                 task.cancel()
-        if self._retiring:
-            await asyncio.wait(set(self._retiring), timeout=grace_seconds)
-        if self._pruning:
-            await asyncio.wait(set(self._pruning), timeout=grace_seconds)
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=grace_seconds)
         for loaded in list(self._loaded.values()):
             await loaded.tools.aclose()
         self._loaded.clear()
