@@ -42,6 +42,8 @@ MAX_ENDPOINTS = 8
 
 #: An endpoint URL: http(s), then a host (the schema's pattern; parsed again below).
 ENDPOINT_PATTERN = r"^https?://[^/?#@\s]+(/\S*)?$"
+#: One URL of an ``endpoints`` list (a model's or an MCP server's replicas).
+EndpointUrl = Annotated[str, Field(pattern=ENDPOINT_PATTERN, max_length=2048)]
 
 
 def distinct_endpoints(endpoints: list[str], field: str = "endpoints") -> list[str]:
@@ -84,7 +86,7 @@ class ModelSpec(CamelModel):
             description="API base URL; for OpenAI-compatible servers such as vLLM or Ollama.",
         ),
     ]
-    endpoints: list[Annotated[str, Field(pattern=ENDPOINT_PATTERN, max_length=2048)]] = Field(
+    endpoints: list[EndpointUrl] = Field(
         default_factory=list,
         max_length=MAX_ENDPOINTS,
         json_schema_extra={"uniqueItems": True},

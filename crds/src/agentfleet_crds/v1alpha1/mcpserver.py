@@ -17,8 +17,8 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from agentfleet_crds.v1alpha1.agent import (
-    ENDPOINT_PATTERN,
     MAX_ENDPOINTS,
+    EndpointUrl,
     ResourceRequirements,
     distinct_endpoints,
 )
@@ -165,7 +165,7 @@ class MCPServerSpec(CamelModel):
             description="A remote server (streamable HTTP); may be a load balancer or Service.",
         ),
     ]
-    endpoints: list[Annotated[str, Field(pattern=ENDPOINT_PATTERN, max_length=2048)]] = Field(
+    endpoints: list[EndpointUrl] = Field(
         default_factory=list,
         max_length=MAX_ENDPOINTS,
         json_schema_extra={"uniqueItems": True},
