@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -106,9 +105,10 @@ class _ResponseStream(httpx2.AsyncByteStream):
 class AiohttpTransport(httpx2.AsyncBaseTransport):
     """An httpx transport that sends requests with one ``aiohttp.ClientSession``."""
 
-    def __init__(self, *, limits: httpx2.Limits, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(self, *, limits: httpx2.Limits) -> None:
         self._limits = limits
-        self._ssl = httpx2.create_ssl_context(verify=verify)
+        # Verified against the system's CAs, or SSL_CERT_FILE/SSL_CERT_DIR, as httpx does.
+        self._ssl = httpx2.create_ssl_context()
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
